@@ -1,0 +1,48 @@
+# Every target installs what it needs: a fresh machine needs only Python 3.11+ and make.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: setup demo test lint lab monitor preview recover verify bench promtool clean-db
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11+ or run 'make PYTHON=python3 ...'"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (health-export-recovery)" >/dev/null
+	touch $(STAMP)
+
+# promtool validates the alert rules and the textfile the monitor writes (Debian package 'prometheus').
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+demo: setup
+	$(PY) -m recovery_lib demo
+
+test: setup promtool
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check recovery_lib tests benchmarks
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+monitor preview recover verify: setup
+	$(PY) -m recovery_lib run $@ $(ARGS)
+
+bench: setup
+	$(PY) -m benchmarks $(ARGS)
+
+clean-db:
+	$(PY) -m recovery_lib db stop || true
+	rm -rf .pgdata

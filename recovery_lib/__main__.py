@@ -1,0 +1,3 @@
+from recovery_lib.cli import main
+
+raise SystemExit(main())

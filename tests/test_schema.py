@@ -1,0 +1,55 @@
+"""The schema: fixed names and keys, created idempotently on a real server."""
+
+import sqlalchemy as sa
+
+from recovery_lib import db, schema
+
+
+def test_init_db_creates_every_table(engine):
+    names = set(sa.inspect(engine).get_table_names())
+    assert {"users", "raw_ingestions", *schema.METRIC_TABLES} <= names
+
+
+def test_init_db_twice_is_a_no_op(engine):
+    def snapshot():
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = 'public' ORDER BY 1, 2"
+                )
+            ).all(), conn.execute(
+                sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1")
+            ).all()
+
+    before = snapshot()
+    assert schema.init_db(engine) == []
+    assert snapshot() == before
+
+
+def test_natural_keys_are_unique_constraints(engine):
+    inspector = sa.inspect(engine)
+    for name, table in schema.METRIC_TABLES.items():
+        uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
+        assert ("user_id", table.key) in uniques, name
+
+
+def test_indexes_for_discovery_exist(engine):
+    indexes = {tuple(i["column_names"]) for i in sa.inspect(engine).get_indexes("raw_ingestions")}
+    assert ("processing_status", "created_at") in indexes
+    assert ("user_id", "created_at") in indexes
+
+
+def test_mask_url_hides_the_password():
+    masked = db.mask_url("postgresql://app:s3cret-pw@db.example:5432/health")
+    assert "s3cret-pw" not in masked
+    assert masked == "postgresql://app:***@db.example:5432/health"
+
+
+def test_cli_db_url_masks_password(capsys, monkeypatch):
+    from recovery_lib.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2@localhost/health")
+    assert main(["db", "url"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "***" in out
