@@ -1,0 +1,151 @@
+"""Validate run parameters before anything touches the database.
+
+Papermill passes parameters as given (an unknown ``-p`` name is only a warning, dates arrive as
+strings), so notebooks and the CLI both validate here, in their first step.
+
+    >>> validate_user_id("550e8400-e29b-41d4-a716-446655440000")
+    '550e8400-e29b-41d4-a716-446655440000'
+    >>> validate_batch_size(0)
+    Traceback (most recent call last):
+    ...
+    recovery_lib.params.ParameterError: batch_size must be a whole number from 1 to 10000, got 0
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from recovery_lib.schema import STATUSES
+
+MAX_BATCH_SIZE = 10_000
+MAX_CONCURRENT_JOBS = 64
+MAX_HOURS = 24 * 366
+
+
+class ParameterError(ValueError):
+    """A parameter a person must correct; the message names it and what is allowed."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_user_id(value: Any, *, name: str = "user_id") -> str | None:
+    """A canonical lower-case UUID string, or None for 'all users'."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "all")):
+        return None
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except (ValueError, AttributeError, TypeError):
+        raise ParameterError(
+            f"{name} must be a UUID like 550e8400-e29b-41d4-a716-446655440000 (or None for all users), "
+            f"got {_shown(value)}"
+        ) from None
+
+
+def validate_statuses(value: Any, *, name: str = "statuses") -> list[str]:
+    """A non-empty list of known processing statuses; accepts a list, JSON list or comma list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ParameterError(f"{name} must be a list of statuses, got {_shown(value)}") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, dict)):
+        raise ParameterError(f"{name} must be a list of statuses from {', '.join(STATUSES)}")
+    statuses = [str(v).strip() for v in value]
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown or not statuses:
+        raise ParameterError(
+            f"{name} must be one or more of {', '.join(STATUSES)}; "
+            + (f"unknown: {', '.join(_shown(u) for u in unknown)}" if unknown else "got an empty list")
+        )
+    return list(dict.fromkeys(statuses))
+
+
+def _whole_number(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ParameterError(f"{name} must be a whole number from {low} to {high}, got {_shown(value)}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ParameterError(f"{name} must be a whole number from {low} to {high}, got {_shown(value)}") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise ParameterError(f"{name} must be a whole number from {low} to {high}, got {_shown(value)}")
+    if not low <= number <= high:
+        raise ParameterError(f"{name} must be a whole number from {low} to {high}, got {number}")
+    return number
+
+
+def validate_batch_size(value: Any, *, name: str = "batch_size") -> int:
+    """Ingestions fetched per round: 1 to 10,000."""
+    return _whole_number(value, name, 1, MAX_BATCH_SIZE)
+
+
+def validate_max_concurrent_jobs(value: Any, *, name: str = "max_concurrent_jobs") -> int:
+    """Parallel recovery workers: 1 to 64."""
+    return _whole_number(value, name, 1, MAX_CONCURRENT_JOBS)
+
+
+def validate_hours(value: Any, *, name: str = "hours") -> int:
+    """A monitoring window in whole hours: 1 to 8784 (a leap year)."""
+    return _whole_number(value, name, 1, MAX_HOURS)
+
+
+def validate_percent(value: Any, *, name: str) -> float:
+    """A threshold in percent, 0 to 100."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a percentage from 0 to 100, got {_shown(value)}") from None
+    if not 0 <= number <= 100:
+        raise ParameterError(f"{name} must be a percentage from 0 to 100, got {number:g}")
+    return number
+
+
+def validate_bool(value: Any, *, name: str) -> bool:
+    """True/False, also from the strings papermill or a shell may pass."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ParameterError(f"{name} must be True or False, got {_shown(value)}")
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(h|hours?|d|days?)\s*$", re.I)
+
+
+def validate_since(value: Any, *, name: str = "since", now: datetime | None = None) -> datetime:
+    """A UTC instant from an ISO-8601 date/time, a duration like ``24h`` / ``7d``, or hours as a number."""
+    now = now or datetime.now(UTC)
+    if value is None:
+        return now - timedelta(hours=24)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now - timedelta(hours=validate_hours(value, name=name))
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if match:
+        amount = int(match.group(1)) * (24 if match.group(2).lower().startswith("d") else 1)
+        return now - timedelta(hours=validate_hours(amount, name=name))
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ParameterError(
+            f"{name} must be an ISO date/time (2024-02-06 or 2024-02-06T14:30:00Z) or a duration like 24h or 7d, "
+            f"got {_shown(value)}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
