@@ -148,16 +148,16 @@ recovery_log = sa.Table(
     sa.Index("ix_recovery_log_ingestion", "ingestion_id"),
 )
 
-# The monitor's deep check caches each payload's expected natural keys, keyed by the SHA-256 of
-# the stored payload (see checksums.py) and the parser version, so unchanged payloads are not
-# parsed again.
+# The deep check caches each payload's expected natural keys, keyed by the payload hash the API
+# stored and the parser version, so unchanged payloads are not parsed again on the next run.
 reconciliation_cache = sa.Table(
     "reconciliation_cache",
     metadata,
-    sa.Column("payload_sha256", sa.String(64), primary_key=True),
+    sa.Column("payload_hash", sa.String(64), primary_key=True),
     sa.Column("parser_version", sa.Integer, primary_key=True),
     sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("expected_keys", sa.ARRAY(sa.DateTime(timezone=True)), nullable=False),
+    sa.Column("rejected_points", sa.Integer, nullable=False, server_default="0"),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
 

@@ -1,0 +1,127 @@
+"""``recover`` (reconciling recovery, or ``--dry-run``), ``reprocess-failed`` (the legacy path), ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from recovery_lib import params
+from recovery_lib.batching import BatchConfigError
+
+_log = logging.getLogger("recovery_lib.cli")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    recover = subparsers.add_parser("recover", help="re-insert lost metrics (exactly once), or preview with --dry-run")
+    recover.add_argument("--dry-run", action="store_true", help="compute everything in a READ ONLY transaction")
+    recover.add_argument("--batch-size", help="ingestions fetched per round (RECOVERY_BATCH_SIZE, default 100)")
+    recover.add_argument("--max-concurrent-jobs", help="parallel workers (RECOVERY_MAX_CONCURRENT_JOBS, default 5)")
+    recover.add_argument("--user-id", help="only this user's ingestions (a UUID)")
+    recover.add_argument("--no-verify", action="store_true", help="skip the payload checksum comparison")
+    recover.add_argument(
+        "--status", nargs="+", metavar="S", help="statuses to recover (default: error partial_success)")
+    recover.add_argument("--no-silent-loss", action="store_true", help="skip reconciling 'processed' ingestions")
+    recover.add_argument("--insert-method", choices=("copy", "insert"), default="copy",
+                         help="COPY into staging then merge (default), or multi-row INSERT chunks")
+    recover.add_argument("--report-dir", default=".", help="where data_recovery_report_*.json is written")
+    recover.add_argument("--no-progress", action="store_true", help="no progress bar")
+    recover.set_defaults(func=_recover)
+
+    legacy = subparsers.add_parser(
+        "reprocess-failed", help="legacy path: re-run status 'error' ingestions, no silent-loss reconciliation"
+    )
+    legacy.add_argument("--user-id", help="only this user's ingestions (a UUID)")
+    legacy.add_argument("--batch-size", help="ingestions fetched per round (default 100)")
+    legacy.add_argument("--report-dir", default=".", help="where the report is written")
+    legacy.set_defaults(func=_reprocess_failed)
+
+    verify = subparsers.add_parser("verify", help="reconcile again after recovery: what is still missing")
+    verify.add_argument("--since", default="24h", help="ISO date/time or a duration like 24h / 7d (default 24h)")
+    verify.add_argument("--user-id", help="only this user (a UUID)")
+    verify.add_argument("--json", metavar="FILE", help="also write the verification report as JSON")
+    verify.set_defaults(func=_verify)
+
+
+def _summary(report: dict) -> str:
+    mode = "DRY RUN (nothing written)" if report["dry_run"] else "RECOVERY"
+    lines = [
+        f"{mode} run {report['run_id'][:8]} on {report['database']}",
+        f"  candidates {report['candidates']}: recovered {report['recovered']}, "
+        f"failed {report['recovery_failed']}, skipped {report['skipped']}",
+        f"  rows missing before {report['missing_before_total']}, inserted {report['rows_inserted_total']}, "
+        f"missing after {report['missing_after_total']}",
+    ]
+    for name, t in report["tables"].items():
+        lines.append(f"    {name:<24} expected {t['expected']:>8} missing {t['missing_before']:>8} "
+                     f"inserted {t['inserted']:>8}")
+    if report["failure_categories"]:
+        lines.append(f"  failures by category: {report['failure_categories']}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, **overrides: object) -> int:
+    from recovery_lib import recovery
+
+    try:
+        options = recovery.validate_recovery_params(
+            overrides.get("user_id", args.user_id), overrides.get("statuses"), args.batch_size,
+            overrides.get("verify"), overrides.get("max_concurrent_jobs"), overrides.get("dry_run", False),
+            include_silent_loss=overrides.get("include_silent_loss", True),
+            insert_method=str(overrides.get("insert_method", "copy")),
+        )
+        from recovery_lib.batching import BatchConfig
+
+        BatchConfig.from_env().validate()
+    except (params.ParameterError, BatchConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = recovery.run_recovery(
+            user_id=options.user_id, statuses=list(options.statuses), batch_size=options.batch_size,
+            verify=options.verify, max_concurrent_jobs=options.max_concurrent_jobs, dry_run=options.dry_run,
+            include_silent_loss=options.include_silent_loss, insert_method=options.insert_method,
+            report_dir=args.report_dir, progress=not getattr(args, "no_progress", False),
+        )
+    except recovery.RecoveryAborted as exc:
+        print(f"error: recovery stopped: {exc}", file=sys.stderr)
+        print(_summary(exc.report.to_dict()))
+        return 1
+    print(_summary(report.to_dict()))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    return _run(
+        args, statuses=args.status, verify=False if args.no_verify else None,
+        max_concurrent_jobs=args.max_concurrent_jobs, dry_run=args.dry_run,
+        include_silent_loss=not args.no_silent_loss, insert_method=args.insert_method,
+    )
+
+
+def _reprocess_failed(args: argparse.Namespace) -> int:
+    return _run(args, statuses=["error"], include_silent_loss=False, max_concurrent_jobs=1)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from recovery_lib import verification
+
+    try:
+        since = params.validate_since(args.since)
+        user = params.validate_user_id(args.user_id)
+    except params.ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = verification.verify(since=since, user_id=user).to_dict()
+    print(f"checked {report['ingestions_checked']} ingestions since {report['since']}: "
+          f"{report['missing_metrics_total']} metric rows missing")
+    for name, n in report["missing_by_table"].items():
+        print(f"  {name:<24} {n:>8}")
+    print(f"status counts: {report['status_counts']}")
+    for failed in report["recovery_failed"]:
+        print(f"  recovery_failed {failed['ingestion_id']}: {failed['category']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return 0 if report["ok"] else 1

@@ -1,0 +1,82 @@
+"""Which ingestions need recovery.
+
+Candidates are ingestions whose ``processing_status`` is one of ``statuses`` (default ``error``
+and ``partial_success``) and, found by reconciliation rather than by status, ingestions marked
+``processed`` whose rows are missing (silent loss).
+
+    >>> with engine.begin() as conn:
+    ...     candidates = discover(conn, statuses=["error", "partial_success"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from recovery_lib import reconcile
+from recovery_lib.errors import categorize_processing_errors
+
+DEFAULT_STATUSES = ("error", "partial_success")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    ingestion_id: str
+    user_id: str
+    status: str
+    created_at: datetime | None
+    payload_size_bytes: int
+    error_category: str | None  # of the original processing error; None for silent loss
+    reason: str  # 'status' or 'silent_loss'
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
+def discover(
+    conn: Connection,
+    *,
+    statuses: Sequence[str] = DEFAULT_STATUSES,
+    user_id: str | None = None,
+    include_silent_loss: bool = True,
+) -> list[Candidate]:
+    """Candidates in the order recovery takes them (oldest first)."""
+    params: dict[str, Any] = {"statuses": list(statuses)}
+    user_clause = ""
+    if user_id is not None:
+        user_clause = " AND user_id = :user_id"
+        params["user_id"] = user_id
+    rows = conn.execute(
+        sa.text(
+            "SELECT id::text AS id, user_id::text AS user_id, processing_status, created_at, "
+            "payload_size_bytes, processing_errors FROM raw_ingestions "
+            f"WHERE processing_status = ANY(:statuses){user_clause} ORDER BY created_at, id"
+        ),
+        params,
+    ).all()
+    found = [
+        Candidate(
+            r.id, r.user_id, r.processing_status, r.created_at, r.payload_size_bytes,
+            categorize_processing_errors(r.processing_errors) if r.processing_errors is not None else None,
+            "status",
+        )
+        for r in rows
+    ]
+    if include_silent_loss and "processed" not in statuses:
+        for result in reconcile.reconcile_window(conn, user_id=user_id, statuses=["processed"]):
+            if result.missing_total > 0:
+                found.append(
+                    Candidate(
+                        result.ingestion_id, result.user_id, result.status, result.created_at,
+                        result.payload_size_bytes, None, "silent_loss",
+                    )
+                )
+        found.sort(key=lambda c: (c.created_at or datetime.min.replace(tzinfo=UTC), c.ingestion_id))
+    return found

@@ -1,0 +1,108 @@
+"""Read a stored payload out of ``raw_ingestions`` as parser items, without holding it whole.
+
+The server expands the jsonb (``jsonb_array_elements``) and a server-side cursor hands the
+points over ``fetch_size`` at a time, so the Python process holds one chunk of points, never the
+payload: a 200 MB payload costs the same client memory as a 2 MB one. Payloads whose structure is
+unusual (not an object, ``metrics`` not a list, ...) are small in practice; they are fetched whole
+and walked by the parser, which then names what is wrong with them.
+
+    >>> for item in stream_items(conn, ingestion_id):
+    ...     ...   # ("metric", 0, "heart_rate", "count/min"), ("point", 0, {...}), ("end",), ...
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from recovery_lib import payload
+
+Item = tuple[Any, ...]
+
+_STRUCTURE_SQL = """
+SELECT jsonb_typeof(raw_payload) = 'object'
+   AND jsonb_typeof(raw_payload->'data') = 'object'
+   AND coalesce(jsonb_typeof(raw_payload->'data'->'metrics'), 'array') = 'array'
+   AND coalesce(jsonb_typeof(raw_payload->'data'->'workouts'), 'array') = 'array'
+   AND NOT EXISTS (
+       SELECT 1 FROM jsonb_array_elements(
+           CASE WHEN jsonb_typeof(raw_payload->'data'->'metrics') = 'array'
+                THEN raw_payload->'data'->'metrics' ELSE '[]'::jsonb END) m
+       WHERE jsonb_typeof(m) <> 'object' OR coalesce(jsonb_typeof(m->'data'), 'array') <> 'array')
+FROM raw_ingestions WHERE id = %s
+"""
+
+# One row per metric (with a NULL point for empty ones), then one per point, in payload order:
+# the nested loop over WITH ORDINALITY keeps array order without a sort.
+_POINTS_SQL = """
+SELECT m.ord, m.value->'name', m.value->'units', p.ord, p.value
+FROM raw_ingestions r
+CROSS JOIN LATERAL jsonb_array_elements(coalesce(r.raw_payload->'data'->'metrics', '[]'::jsonb))
+     WITH ORDINALITY AS m(value, ord)
+LEFT JOIN LATERAL jsonb_array_elements(coalesce(m.value->'data', '[]'::jsonb))
+     WITH ORDINALITY AS p(value, ord) ON true
+WHERE r.id = %s
+"""
+
+_WORKOUTS_SQL = """
+SELECT w.ord, w.value
+FROM raw_ingestions r
+CROSS JOIN LATERAL jsonb_array_elements(coalesce(r.raw_payload->'data'->'workouts', '[]'::jsonb))
+     WITH ORDINALITY AS w(value, ord)
+WHERE r.id = %s
+"""
+
+_counter = itertools.count()
+
+
+def _dbapi(conn: Connection) -> Any:
+    return conn.connection.dbapi_connection
+
+
+def _server_rows(conn: Connection, sql: str, params: tuple[Any, ...], fetch_size: int) -> Iterator[tuple]:
+    # A named (server-side) cursor lives inside the caller's transaction.
+    cursor = _dbapi(conn).cursor(name=f"recovery_fetch_{next(_counter)}")
+    cursor.itersize = fetch_size
+    try:
+        cursor.execute(sql, params)
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def stream_items(conn: Connection, ingestion_id: str, *, fetch_size: int = 5000) -> Iterator[Item]:
+    """Items for :meth:`payload.PayloadParser.rows` from one stored payload, streamed."""
+    with _dbapi(conn).cursor() as cursor:
+        cursor.execute(_STRUCTURE_SQL, (ingestion_id,))
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"ingestion {ingestion_id} does not exist")
+    if not row[0]:
+        yield from payload.iter_items(fetch_payload(conn, ingestion_id))
+        return
+    current: int | None = None
+    for metric_ord, name, units, point_ord, point in _server_rows(conn, _POINTS_SQL, (ingestion_id,), fetch_size):
+        if metric_ord != current:
+            if current is not None:
+                yield ("end",)
+            current = metric_ord
+            yield ("metric", metric_ord - 1, name, units)
+        if point_ord is not None:
+            yield ("point", point_ord - 1, point)
+    if current is not None:
+        yield ("end",)
+    for workout_ord, workout in _server_rows(conn, _WORKOUTS_SQL, (ingestion_id,), fetch_size):
+        yield ("workout", workout_ord - 1, workout)
+
+
+def fetch_payload(conn: Connection, ingestion_id: str) -> Any:
+    """The whole payload as Python objects (only for small or malformed payloads)."""
+    with _dbapi(conn).cursor() as cursor:
+        cursor.execute("SELECT raw_payload FROM raw_ingestions WHERE id = %s", (ingestion_id,))
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"ingestion {ingestion_id} does not exist")
+    return row[0]

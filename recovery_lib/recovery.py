@@ -1,0 +1,391 @@
+"""Re-insert lost metrics, exactly once, and mark each ingestion ``recovered`` or ``recovery_failed``.
+
+Each ingestion is recovered in its own transaction: claim it (``FOR UPDATE SKIP LOCKED``, so two
+runs, on one machine or two, never process the same ingestion), check its checksum, stream-parse
+it, stage the rows with COPY, merge them into the metric tables (fill, never overwrite), reconcile
+again, set the status, log who did it, commit. A crash anywhere rolls back that one ingestion;
+a rerun picks it up again. Rows already present are left untouched, so a rerun inserts nothing.
+
+    >>> report = run_recovery(get_engine(), user_id="550e8400-e29b-41d4-a716-446655440000")
+    >>> report = preview(get_engine())          # dry run: READ ONLY, writes nothing
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from recovery_lib import db, discovery, params, reconcile
+from recovery_lib.batching import BatchConfig
+from recovery_lib.checksums import PAYLOAD_SHA256_SQL, checksum_matches
+from recovery_lib.discovery import Candidate
+from recovery_lib.recovery_store import merge_payload
+from recovery_lib.report import IngestionOutcome, RecoveryReport, TableReport
+
+_log = logging.getLogger(__name__)
+
+RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between attempts after a lost connection
+
+
+class RecoveryAborted(RuntimeError):
+    """The run stopped early (e.g. the database stayed unreachable); ``report`` has what was done."""
+
+    def __init__(self, message: str, report: RecoveryReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    user_id: str | None
+    statuses: tuple[str, ...]
+    batch_size: int
+    verify: bool
+    max_concurrent_jobs: int
+    dry_run: bool
+    include_silent_loss: bool = True
+    insert_method: str = "copy"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
+            "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
+            "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
+        }
+
+
+def validate_recovery_params(
+    user_id: Any = None,
+    statuses: Any = None,
+    batch_size: Any = None,
+    verify: Any = None,
+    max_concurrent_jobs: Any = None,
+    dry_run: Any = False,
+    *,
+    include_silent_loss: Any = True,
+    insert_method: str = "copy",
+    env: dict[str, str] | None = None,
+) -> RecoveryOptions:
+    """Check every parameter (before any connection); None takes the environment's value or the default.
+
+    Environment: ``RECOVERY_BATCH_SIZE`` (100), ``RECOVERY_MAX_CONCURRENT_JOBS`` (5),
+    ``RECOVERY_VERIFICATION_ENABLED`` (true). Explicit arguments win.
+    """
+    env = dict(os.environ) if env is None else env
+    if insert_method not in ("copy", "insert"):
+        raise params.ParameterError(f"insert_method must be 'copy' or 'insert', got {insert_method!r}")
+    return RecoveryOptions(
+        user_id=params.validate_user_id(user_id),
+        statuses=tuple(params.validate_statuses(list(discovery.DEFAULT_STATUSES) if statuses is None else statuses)),
+        batch_size=params.validate_batch_size(
+            env.get("RECOVERY_BATCH_SIZE", 100) if batch_size is None else batch_size,
+            name="batch_size" if batch_size is not None or "RECOVERY_BATCH_SIZE" not in env else "RECOVERY_BATCH_SIZE",
+        ),
+        verify=params.validate_bool(
+            env.get("RECOVERY_VERIFICATION_ENABLED", True) if verify is None else verify, name="verify"
+        ),
+        max_concurrent_jobs=params.validate_max_concurrent_jobs(
+            env.get("RECOVERY_MAX_CONCURRENT_JOBS", 5) if max_concurrent_jobs is None else max_concurrent_jobs
+        ),
+        dry_run=params.validate_bool(dry_run, name="dry_run"),
+        include_silent_loss=params.validate_bool(include_silent_loss, name="include_silent_loss"),
+        insert_method=insert_method,
+    )
+
+
+def preview(engine: Engine, **kwargs: Any) -> RecoveryReport:
+    """The dry run: what :func:`run_recovery` would do, computed in READ ONLY transactions."""
+    kwargs["dry_run"] = True
+    return run_recovery(engine, **kwargs)
+
+
+def run_recovery(
+    engine: Engine | None = None,
+    *,
+    user_id: Any = None,
+    statuses: Any = None,
+    batch_size: Any = None,
+    verify: Any = None,
+    max_concurrent_jobs: Any = None,
+    dry_run: Any = False,
+    include_silent_loss: Any = True,
+    insert_method: str = "copy",
+    report_dir: Path | str | None = None,
+    progress: bool = True,
+    batch_config: BatchConfig | None = None,
+    on_ingestion: Callable[[IngestionOutcome], None] | None = None,
+) -> RecoveryReport:
+    """Recover (or, with ``dry_run``, preview) every candidate; return the report.
+
+    Parameters are validated and the batch configuration checked before the database is touched.
+    """
+    options = validate_recovery_params(
+        user_id, statuses, batch_size, verify, max_concurrent_jobs, dry_run,
+        include_silent_loss=include_silent_loss, insert_method=insert_method,
+    )
+    config = (batch_config or BatchConfig.from_env()).validate()
+    engine = engine or db.get_engine()
+    run_id = uuid.uuid4().hex
+    report = RecoveryReport(
+        run_id=run_id, started_at=datetime.now(UTC), parameters=options.to_dict(),
+        dry_run=options.dry_run, database=db.mask_url(engine.url),
+    )
+    report.parameters["batch_config"] = config.to_dict()
+    with engine.connect() as conn:
+        with conn.begin():
+            if options.dry_run:
+                conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            candidates = discovery.discover(
+                conn, statuses=options.statuses, user_id=options.user_id,
+                include_silent_loss=options.include_silent_loss,
+            )
+    _log.info("run %s: %d candidates (%s)", run_id[:8], len(candidates), "dry run" if options.dry_run else "recover")
+    try:
+        _process_all(engine, candidates, options, config, report, progress, on_ingestion)
+    finally:
+        report.finished_at = datetime.now(UTC)
+        if report_dir is not None:
+            path = report.write(report_dir)
+            _log.info("report written to %s", path)
+    if report.aborted:
+        raise RecoveryAborted(report.aborted, report)
+    return report
+
+
+def _process_all(
+    engine: Engine,
+    candidates: Sequence[Candidate],
+    options: RecoveryOptions,
+    config: BatchConfig,
+    report: RecoveryReport,
+    progress: bool,
+    on_ingestion: Callable[[IngestionOutcome], None] | None,
+) -> None:
+    from tqdm.auto import tqdm
+
+    jobs = min(options.max_concurrent_jobs, max(len(candidates), 1))
+    # A run-local pool sized for the workers; the URL object keeps the credentials out of strings.
+    pool = sa.create_engine(
+        engine.url, pool_size=jobs, max_overflow=1, pool_pre_ping=True,
+        connect_args={"application_name": "health-export-recovery"},
+    )
+    stop = threading.Event()
+    lock = threading.Lock()
+    bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",
+               disable=not progress)
+    worker_base = f"{socket.gethostname()}:{os.getpid()}:{report.run_id[:8]}"
+    log_every = max(options.batch_size, 1)
+
+    def work(number: int, todo: queue.Queue[Candidate]) -> None:
+        worker = f"{worker_base}:w{number}"
+        conn: Connection | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    candidate = todo.get_nowait()
+                except queue.Empty:
+                    return
+                outcome, conn = _with_retries(pool, conn, candidate, options, config, report, worker)
+                if outcome is None:
+                    stop.set()
+                    return
+                with lock:
+                    report.ingestions.append(outcome)
+                    done = len(report.ingestions)
+                    bar.update(1)
+                    if done % log_every == 0 or done == len(candidates):
+                        _log.info("run %s: %d/%d ingestions done", report.run_id[:8], done, len(candidates))
+                if on_ingestion:
+                    on_ingestion(outcome)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    try:
+        # Rounds of batch_size ingestions; workers share each round's queue.
+        for start in range(0, len(candidates), options.batch_size):
+            if stop.is_set():
+                break
+            todo: queue.Queue[Candidate] = queue.Queue()
+            for candidate in candidates[start : start + options.batch_size]:
+                todo.put(candidate)
+            threads = [threading.Thread(target=work, args=(n, todo), daemon=True) for n in range(jobs)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        bar.close()
+        pool.dispose()
+
+
+def _with_retries(
+    pool: Engine, conn: Connection | None, candidate: Candidate, options: RecoveryOptions,
+    config: BatchConfig, report: RecoveryReport, worker: str,
+) -> tuple[IngestionOutcome | None, Connection | None]:
+    """Process one candidate; on a lost connection retry with backoff, then give up on the run."""
+    for attempt, delay in enumerate((0.0, *RETRY_DELAYS), start=1):
+        if delay:
+            time.sleep(delay)
+        try:
+            if conn is None or conn.closed or conn.invalidated:
+                conn = pool.connect()
+            step = _preview_one if options.dry_run else _recover_one
+            outcome = step(conn, candidate, options, config, report, worker)
+            outcome.attempts = attempt
+            return outcome, conn
+        except DBAPIError as exc:
+            if not exc.connection_invalidated and not _is_connection_error(exc):
+                raise
+            _log.warning(
+                "ingestion %s: database connection lost (attempt %d of %d)",
+                candidate.ingestion_id, attempt, len(RETRY_DELAYS) + 1,
+            )
+            if conn is not None:
+                conn.invalidate()
+                conn.close()
+            conn = None
+    report.aborted = (
+        f"database connection lost {len(RETRY_DELAYS) + 1} times in a row while recovering ingestion "
+        f"{candidate.ingestion_id}; nothing of that ingestion was written. Check the database, then rerun: "
+        "finished ingestions are kept and will not be processed twice."
+    )
+    return None, conn
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    from recovery_lib.errors import categorize_error
+
+    return categorize_error(str(exc.orig)) == "connection" or "terminat" in str(exc.orig).lower()
+
+
+def _claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, lock: bool) -> Any:
+    claimable = list(options.statuses) + (["processed"] if candidate.reason == "silent_loss" else [])
+    return conn.execute(
+        sa.text(
+            f"SELECT user_id::text AS user_id, processing_status, payload_hash, {PAYLOAD_SHA256_SQL} AS sha "
+            "FROM raw_ingestions WHERE id = :id AND processing_status = ANY(:claimable)"
+            + (" FOR UPDATE SKIP LOCKED" if lock else "")
+        ),
+        {"id": candidate.ingestion_id, "claimable": claimable},
+    ).first()
+
+
+def _new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOutcome:
+    return IngestionOutcome(
+        ingestion_id=candidate.ingestion_id, user_id=candidate.user_id, status_before=candidate.status,
+        reason=candidate.reason, outcome=outcome, worker=worker, error_category=candidate.error_category,
+    )
+
+
+def _checksum_state(options: RecoveryOptions, stored: str | None, computed: str) -> str:
+    if not options.verify:
+        return "skipped"
+    match = checksum_matches(stored, computed)
+    return "missing" if match is None else ("verified" if match else "mismatched")
+
+
+def _preview_one(
+    conn: Connection, candidate: Candidate, options: RecoveryOptions, config: BatchConfig,
+    report: RecoveryReport, worker: str,
+) -> IngestionOutcome:
+    with conn.begin() as tx:
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+        outcome = _new_outcome(candidate, worker, "would_recover")
+        claim = _claim(conn, candidate, options, lock=False)
+        if claim is None:
+            outcome.outcome, outcome.failure_message = "skipped", "status changed since discovery"
+            return outcome
+        outcome.checksum = _checksum_state(options, claim.payload_hash, claim.sha)
+        if outcome.checksum == "mismatched":
+            outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
+            return outcome
+        expectation = reconcile.expected_keys(conn, candidate.ingestion_id, now=report.started_at)
+        outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
+        for name, keys in expectation.keys.items():
+            present = reconcile.count_present(conn, candidate.user_id, name, keys) if keys else 0
+            outcome.tables[name] = TableReport(expected=len(keys), present_before=present, present_after=present)
+        if expectation.parse_error:
+            outcome.outcome, outcome.failure_category = "would_fail", expectation.parse_error
+        elif expectation.rejected_points:
+            outcome.outcome, outcome.failure_category = "would_fail", "rejected_points"
+        tx.rollback()
+    return outcome
+
+
+def _recover_one(
+    conn: Connection, candidate: Candidate, options: RecoveryOptions, config: BatchConfig,
+    report: RecoveryReport, worker: str,
+) -> IngestionOutcome:
+    with conn.begin():
+        outcome = _new_outcome(candidate, worker, "recovered")
+        claim = _claim(conn, candidate, options, lock=True)
+        if claim is None:
+            outcome.outcome = "skipped"
+            outcome.failure_message = "claimed by another run, or its status changed since discovery"
+            return outcome
+        outcome.checksum = _checksum_state(options, claim.payload_hash, claim.sha)
+        if outcome.checksum == "mismatched":
+            _fail(outcome, "checksum_mismatch",
+                  "payload_hash does not match the SHA-256 of the stored payload; rerun with verify off to "
+                  "recover it anyway")
+        else:
+            failure = merge_payload(conn, candidate, outcome, config, options.insert_method, report.started_at)
+            if failure:
+                _fail(outcome, *failure)
+        _finish(conn, outcome, report.run_id)
+    return outcome
+
+
+def _fail(outcome: IngestionOutcome, category: str, message: str) -> None:
+    outcome.outcome, outcome.failure_category, outcome.failure_message = "recovery_failed", category, message
+
+
+def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
+    note = None
+    if outcome.outcome == "recovery_failed":
+        note = {
+            "source": "recovery", "run_id": run_id, "at": datetime.now(UTC).isoformat(),
+            "category": outcome.failure_category, "message": outcome.failure_message,
+            "rejections": outcome.rejection_counts or None,
+        }
+    # Append to processing_errors, never overwrite: the original error explains the loss.
+    conn.execute(
+        sa.text(
+            "UPDATE raw_ingestions SET processing_status = :status, processed_at = now(), "
+            "processing_errors = CASE WHEN CAST(:note AS jsonb) IS NULL THEN processing_errors "
+            "WHEN processing_errors IS NULL THEN jsonb_build_array(CAST(:note AS jsonb)) "
+            "WHEN jsonb_typeof(processing_errors) = 'array' "
+            "THEN processing_errors || jsonb_build_array(CAST(:note AS jsonb)) "
+            "ELSE jsonb_build_array(processing_errors, CAST(:note AS jsonb)) END WHERE id = :id"
+        ),
+        {"status": outcome.outcome, "note": None if note is None else _json(note), "id": outcome.ingestion_id},
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO recovery_log (run_id, worker, ingestion_id, outcome, rows_inserted) "
+            "VALUES (:run, :worker, :id, :outcome, :rows)"
+        ),
+        {"run": run_id, "worker": outcome.worker, "id": outcome.ingestion_id, "outcome": outcome.outcome,
+         "rows": outcome.rows_inserted},
+    )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)

@@ -1,0 +1,129 @@
+"""Chunk sizes stay under PostgreSQL's 65,535-parameter limit; merging inserts fill, never overwrite."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from recovery_lib import batching
+from recovery_lib.batching import PG_MAX_PARAMS, BatchConfig, BatchConfigError
+from recovery_lib.schema import METRIC_TABLES
+
+T0 = datetime(2024, 2, 6, 22, 30, tzinfo=UTC)
+
+
+def test_default_chunks_stay_under_the_limit_with_margin():
+    config = BatchConfig.default().validate()
+    for table in METRIC_TABLES:
+        params = config.chunk_size(table) * BatchConfig.params_per_row(table)
+        assert params <= PG_MAX_PARAMS * batching.SAFETY_MARGIN
+
+
+def test_params_per_row_counts_every_insertable_column():
+    assert BatchConfig.params_per_row("heart_rate_metrics") == len(METRIC_TABLES["heart_rate_metrics"].columns)
+    assert BatchConfig.params_per_row("activity_metrics") == 10
+
+
+def test_from_env_reads_each_table_variable():
+    config = BatchConfig.from_env({"BATCH_HEART_RATE_CHUNK_SIZE": "500", "BATCH_WORKOUT_CHUNK_SIZE": " 42 "})
+    assert config.chunk_size("heart_rate_metrics") == 500
+    assert config.chunk_size("workout_metrics") == 42
+    assert config.chunk_size("sleep_metrics") == BatchConfig.default_chunk_size("sleep_metrics")
+
+
+def test_validate_names_table_chunk_params_and_maximum():
+    config = BatchConfig.from_env({"BATCH_ACTIVITY_CHUNK_SIZE": "10000"})
+    with pytest.raises(BatchConfigError) as error:
+        config.validate()
+    message = str(error.value)
+    assert message.startswith("Invalid batch configuration: ")
+    assert "activity_metrics" in message and "10000" in message and "10 params per row" in message
+    assert "65535" in message and str(BatchConfig.max_chunk_size("activity_metrics")) in message
+
+
+@pytest.mark.parametrize("raw", ["0", "-5"])
+def test_validate_refuses_non_positive_chunks(raw):
+    with pytest.raises(BatchConfigError, match="sleep_metrics: chunk size .* must be at least 1"):
+        BatchConfig.from_env({"BATCH_SLEEP_CHUNK_SIZE": raw}).validate()
+
+
+def test_from_env_refuses_a_non_number():
+    with pytest.raises(BatchConfigError, match="BATCH_SLEEP_CHUNK_SIZE='many' is not a whole number"):
+        BatchConfig.from_env({"BATCH_SLEEP_CHUNK_SIZE": "many"})
+
+
+def test_chunks_splits_in_order():
+    assert [list(c) for c in batching.chunks([1, 2, 3, 4, 5], 2)] == [[1, 2], [3, 4], [5]]
+
+
+@pytest.fixture()
+def user(engine):
+    user_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email) VALUES (:id, :email)"),
+                     {"id": user_id, "email": f"{user_id}@example.test"})
+    return user_id
+
+
+def _activity(engine, user_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT recorded_at, step_count, distance_meters, source_device FROM activity_metrics "
+                    "WHERE user_id = :u ORDER BY recorded_at"), {"u": user_id}
+        ).all()
+
+
+def _copy_merge(engine, user_id, rows):
+    table = METRIC_TABLES["activity_metrics"]
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(batching.staging_ddl(table))
+        batching.copy_rows(cursor, table, rows)
+        cursor.execute(batching.merge_sql(table), {"user_id": user_id})
+        return cursor.fetchone()
+
+
+def test_copy_merge_inserts_then_fills_without_overwriting(engine, user):
+    assert _copy_merge(engine, user, [(0, T0, {"step_count": 100.0, "source_device": "iPhone"})]) == (1, 0)
+    # Same key again: step_count exists (kept), distance is new (filled), nothing inserted.
+    assert _copy_merge(engine, user, [(0, T0, {"step_count": 999.0, "distance_meters": 80.0})]) == (0, 1)
+    assert _activity(engine, user) == [(T0, 100.0, 80.0, "iPhone")]
+
+
+def test_copy_merge_rerun_changes_nothing(engine, user):
+    rows = [(i, T0 + timedelta(minutes=i), {"step_count": float(i)}) for i in range(50)]
+    assert _copy_merge(engine, user, rows) == (50, 0)
+    assert _copy_merge(engine, user, rows) == (0, 0)
+    assert len(_activity(engine, user)) == 50
+
+
+def test_copy_merge_first_value_in_payload_order_wins_within_a_payload(engine, user):
+    rows = [(0, T0, {"step_count": 1.0}), (1, T0, {"step_count": 2.0, "distance_meters": 5.0})]
+    assert _copy_merge(engine, user, rows) == (1, 0)
+    assert _activity(engine, user) == [(T0, 1.0, 5.0, None)]
+
+
+def test_copy_escapes_text_safely(engine, user):
+    source = "Émilie's\twatch\\n \N{WATCH}\nline"
+    _copy_merge(engine, user, [(0, T0, {"step_count": 1.0, "source_device": source})])
+    assert _activity(engine, user)[0].source_device == source
+
+
+def test_insert_rows_chunks_under_the_limit_and_is_idempotent(engine, user):
+    table = METRIC_TABLES["heart_rate_metrics"]
+    rows = {T0 + timedelta(seconds=i): {"heart_rate": 60.0 + i % 40} for i in range(9000)}
+    chunk = BatchConfig.default().chunk_size("heart_rate_metrics")
+    assert len(rows) * BatchConfig.params_per_row("heart_rate_metrics") > PG_MAX_PARAMS
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        assert batching.insert_rows(cursor, table, user, rows, chunk) == (9000, 0)
+        assert batching.insert_rows(cursor, table, user, rows, chunk) == (0, 0)
+        count = conn.execute(sa.text("SELECT count(*) FROM heart_rate_metrics")).scalar()
+    assert count == 9000
+
+
+def test_insert_rows_refuses_a_chunk_over_the_limit(engine, user):
+    table = METRIC_TABLES["heart_rate_metrics"]
+    with engine.begin() as conn, pytest.raises(BatchConfigError, match="exceeds 65535"):
+        batching.insert_rows(conn.connection.dbapi_connection.cursor(), table, user, {T0: {}}, 9000)
