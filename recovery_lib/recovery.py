@@ -199,7 +199,12 @@ def _process_all(
                     candidate = todo.get_nowait()
                 except queue.Empty:
                     return
-                outcome, conn = _with_retries(pool, conn, candidate, options, config, report, worker)
+                try:
+                    outcome, conn = _with_retries(pool, conn, candidate, options, config, report, worker)
+                except Exception as exc:  # noqa: BLE001 - any other failure stops the whole run, cleanly
+                    report.aborted = f"stopped at ingestion {candidate.ingestion_id}: {describe_error(exc)}"
+                    stop.set()
+                    return
                 if outcome is None:
                     stop.set()
                     return
@@ -265,6 +270,21 @@ def _with_retries(
         "finished ingestions are kept and will not be processed twice."
     )
     return None, conn
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description safe to log and report: the primary message only.
+
+    PostgreSQL puts row contents (health values) in an error's DETAIL ("Failing row contains
+    ..."); only the primary message and the SQLSTATE are kept.
+    """
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return f"{type(orig).__name__} ({getattr(orig, 'pgcode', None) or 'no SQLSTATE'}): {primary}"
+    text = str(orig or exc).splitlines()[0] if str(orig or exc) else ""
+    return f"{type(orig or exc).__name__}: {text}"[:300]
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
