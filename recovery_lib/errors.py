@@ -16,7 +16,8 @@ CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "parameter_limit",
         re.compile(
             r"number of parameters must be between 0 and 65535|too many (bind )?parameters|"
-            r"bind message has \d+ parameter formats|65535|parameter limit",
+            r"bind message has \d+ parameter formats|bind message supplies \d+ parameters?, but prepared "
+            r"statement .* requires \d+|65535|parameter limit",
             re.I,
         ),
     ),
