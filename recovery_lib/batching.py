@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from recovery_lib.schema import METRIC_TABLES, MetricTable
 
 PG_MAX_PARAMS = 65_535
@@ -144,11 +146,11 @@ def staging_ddl(t: MetricTable) -> str:
 
 
 def _pg_type(t: MetricTable, column: str) -> str:
-    col = t.table.c[column]
-    if column in ("source_device", "workout_type"):
-        return "text"
-    if str(col.type).upper().startswith("TIMESTAMP"):
+    col_type = t.table.c[column].type
+    if isinstance(col_type, sa.DateTime):
         return "timestamptz"
+    if isinstance(col_type, sa.Text):
+        return "text"
     return "double precision"
 
 

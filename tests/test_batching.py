@@ -127,3 +127,17 @@ def test_insert_rows_refuses_a_chunk_over_the_limit(engine, user):
     table = METRIC_TABLES["heart_rate_metrics"]
     with engine.begin() as conn, pytest.raises(BatchConfigError, match="exceeds 65535"):
         batching.insert_rows(conn.connection.dbapi_connection.cursor(), table, user, {T0: {}}, 9000)
+
+
+def test_staging_types_match_the_target_columns(engine, user):
+    """Timestamps other than the key (sleep_end, ended_at) and text columns stage with their own types."""
+    table = METRIC_TABLES["workout_metrics"]
+    end = T0 + timedelta(minutes=45)
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(batching.staging_ddl(table))
+        batching.copy_rows(cursor, table, [(0, T0, {"ended_at": end, "workout_type": "Outdoor Run",
+                                                     "distance_meters": 5000.0})])
+        cursor.execute(batching.merge_sql(table), {"user_id": user})
+        row = conn.execute(sa.text("SELECT ended_at, workout_type, distance_meters FROM workout_metrics")).one()
+    assert tuple(row) == (end, "Outdoor Run", 5000.0)
