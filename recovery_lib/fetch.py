@@ -81,7 +81,8 @@ def stream_items(conn: Connection, ingestion_id: str, *, fetch_size: int = 5000)
     if row is None:
         raise LookupError(f"ingestion {ingestion_id} does not exist")
     if not row[0]:
-        yield from payload.iter_items(fetch_payload(conn, ingestion_id))
+        # Decoded jsonb: a string scalar is a string, not JSON text to parse again.
+        yield from payload.iter_object_items(fetch_payload(conn, ingestion_id))
         return
     current: int | None = None
     for metric_ord, name, units, point_ord, point in _server_rows(conn, _POINTS_SQL, (ingestion_id,), fetch_size):
