@@ -1,0 +1,210 @@
+"""The runner on tiny notebooks made in the test: parameters, outcome, files, modes, index, secrets."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from recovery_lib import audit, runner
+from recovery_lib.cli import main
+from recovery_lib.params import ParameterError
+
+PARAMS = '''
+n: int = 1  # a whole number
+ratio: float = 0.5
+flag: bool = False
+items: list = ["a"]
+name: str = None
+'''
+GLUE = (
+    "from recovery_lib.notebook_support import glue_report\n"
+    "r = glue_report('tiny_report', {'n': n, 'ratio': ratio, 'flag': flag, 'items': items, 'name': name,\n"
+    "    'types': [type(v).__name__ for v in (n, ratio, flag, items, name)]})"
+)
+
+
+def make_notebook(folder: Path, name: str, *cells: str, params: str = PARAMS) -> Path:
+    nb = new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        }
+    )
+    nb.cells = [new_markdown_cell(f"# {name}"), new_code_cell(params.strip(), metadata={"tags": ["parameters"]})]
+    nb.cells += [new_code_cell(source) for source in cells]
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+# --- no kernel ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name", "expected"),
+    [
+        ("5", "int", 5),
+        ("5.0", "int", 5),
+        ("-3", "int", -3),
+        ("0.25", "float", 0.25),
+        ("yes", "bool", True),
+        ("False", "bool", False),
+        ('["error", "partial_success"]', "list", ["error", "partial_success"]),
+        ("error,partial_success", "list", ["error", "partial_success"]),
+        ('{"a": 1}', "dict", {"a": 1}),
+        ("None", "str", None),
+        ("24h", "str", "24h"),
+        (7, "int", 7),  # non-strings (the Python API) pass through
+    ],
+)
+def test_convert_value(value: object, type_name: str, expected: object) -> None:
+    assert runner.convert_value("p", value, type_name) == expected
+
+
+@pytest.mark.parametrize(("value", "type_name"), [("abc", "int"), ("1.5", "int"), ("maybe", "bool"), ("[1,", "list")])
+def test_convert_value_refuses_with_the_parameter_name(value: str, type_name: str) -> None:
+    with pytest.raises(ParameterError, match=r"^p must be"):
+        runner.convert_value("p", value, type_name)
+
+
+def test_declared_parameters_use_annotations(tmp_path: Path) -> None:
+    path = make_notebook(tmp_path, "tiny", "pass")
+    declared = runner.declared_parameters(path)
+    assert {k: (p.type_name, p.default) for k, p in declared.items()} == {
+        "n": ("int", 1), "ratio": ("float", 0.5), "flag": ("bool", False), "items": ("list", ["a"]),
+        "name": ("str", None),
+    }
+
+
+def test_unknown_parameter_is_refused_before_executing(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import papermill
+
+    def no_kernel(*args: object, **kwargs: object) -> None:
+        raise AssertionError("papermill must not be called")
+
+    monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
+    path = make_notebook(tmp_path, "tiny", GLUE)
+    with pytest.raises(ParameterError, match="unknown parameter nn"):
+        runner.run_notebook(path, {"nn": "1"}, runs_dir=runs)
+    assert main(["run", str(path), "-p", "nn", "1", "--runs-dir", str(runs), "--no-progress"]) == 2
+    assert "unknown parameter nn" in capsys.readouterr().err
+    assert main(["run", str(path), "-p", "n", "abc", "--runs-dir", str(runs), "--no-progress"]) == 2
+    assert "n must be a whole number" in capsys.readouterr().err
+    assert main(["run", "no-such-notebook", "--runs-dir", str(runs)]) == 2
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_run_names_are_unique_within_a_second(runs: Path) -> None:
+    runner.ensure_runs_dir(runs)
+    first = runner.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
+    second = runner.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
+    assert first != second
+    assert first.endswith("_verify_550e8400-e29b-41d4-a716-446655440000")
+    assert audit.RUN_FILE.match(first + ".ipynb") and audit.RUN_FILE.match(second + ".json")
+    assert mode(runs / f"{first}.ipynb") == 0o600
+
+
+# --- with a kernel --------------------------------------------------------------------------------
+
+
+def test_successful_run_converts_parameters_and_keeps_private_evidence(tmp_path: Path, runs: Path) -> None:
+    path = make_notebook(tmp_path, "tiny", GLUE)
+    result = runner.run_notebook(
+        path, {"n": "5", "ratio": "2.5", "flag": "true", "items": '["x", "y"]', "name": "bob"}, runs_dir=runs
+    )
+    assert result.ok, result.error
+    expected = {"n": 5, "ratio": 2.5, "flag": True, "items": ["x", "y"], "name": "bob"}
+    assert result.report == expected | {"types": ["int", "float", "bool", "list", "str"]}
+    assert json.loads(result.report_path.read_text()) == result.report
+    assert result.notebook.name.endswith("_tiny.ipynb") and audit.RUN_FILE.match(result.notebook.name)
+    assert result.report_path == result.notebook.with_suffix(".json")
+    assert result.html_path == result.notebook.with_suffix(".html")
+
+    assert mode(runs) == 0o700
+    files = list(runs.iterdir())
+    assert {p.name for p in files} == {result.notebook.name, result.report_path.name, result.html_path.name,
+                                       "index.jsonl"}
+    assert all(mode(p) == 0o600 for p in files), {p.name: oct(mode(p)) for p in files}
+
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "ok" and record["notebook"] == "tiny"
+    assert record["parameters"] == expected
+    assert record["executed_notebook_sha256"] == audit.sha256_file(result.notebook)
+    assert record["report_sha256"] == audit.sha256_file(result.report_path)
+    assert audit.verify_index(runs / "index.jsonl") == []
+
+
+def test_failing_cell_keeps_the_notebook_and_exits_1(
+    tmp_path: Path, runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_notebook(tmp_path, "broken", "x = 1", "raise ValueError('boom at step two')", GLUE)
+    assert main(["run", str(path), "--runs-dir", str(runs), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "ValueError: boom at step two" in err and "raise ValueError" in err
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "failed" and record["report"] is None and record["report_sha256"] is None
+    kept = runs / record["executed_notebook"]
+    assert kept.exists() and f"kept, open it at the failing cell: {kept}" in err
+    nb = nbformat.read(kept, as_version=4)
+    assert nb.cells[record["failed_cell"]].source.startswith("raise ValueError")
+    assert mode(kept) == 0o600
+    assert audit.verify_index(runs / "index.jsonl") == []
+
+
+def test_sys_exit_zero_is_not_success(tmp_path: Path, runs: Path) -> None:
+    path = make_notebook(tmp_path, "quits", "import sys\nsys.exit(0)", GLUE)
+    result = runner.run_notebook(path, runs_dir=runs, report_scrap="tiny_report")
+    assert not result.ok
+    assert result.notebook is not None and result.notebook.exists()
+    assert result.report is None and result.report_path is None
+
+
+def test_cell_timeout_is_a_recorded_failure(tmp_path: Path, runs: Path) -> None:
+    path = make_notebook(tmp_path, "slow", "import time\ntime.sleep(60)", GLUE)
+    result = runner.run_notebook(path, runs_dir=runs, timeout=3)
+    assert not result.ok
+    assert "time.sleep(60)" in result.error or "Timeout" in result.error, result.error
+    assert result.notebook is not None and result.notebook.exists()
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "failed"
+
+
+def test_password_printed_by_a_notebook_is_scrubbed(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = 'pw-"Sc7ub\\this'  # a quote and a backslash: escaped in JSON, percent-encoded in the URL
+    encoded = "pw-%22Sc7ub%5Cthis"
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{encoded}@db.invalid/health")
+    path = make_notebook(
+        tmp_path, "leaky",
+        "import os\nfrom sqlalchemy.engine import make_url\n"
+        "print(os.environ['DATABASE_URL'])\nprint(make_url(os.environ['DATABASE_URL']).password)",
+        GLUE,
+    )
+    result = runner.run_notebook(path, runs_dir=runs)
+    assert result.ok, result.error
+    assert result.scrubbed == [result.notebook.name]
+    for produced in runs.iterdir():
+        text = produced.read_text()
+        for form in (secret, encoded, json.dumps(secret)[1:-1], "Sc7ub"):
+            assert form not in text, (produced.name, form)
+    nb = nbformat.read(result.notebook, as_version=4)  # still a valid notebook
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "postgresql://app:***@db.invalid/health\n***\n" in printed
+    assert audit.verify_index(runs / "index.jsonl") == []
