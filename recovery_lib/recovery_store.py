@@ -59,11 +59,12 @@ def _copy_path(
     for table in METRIC_TABLES.values():
         cursor.execute(batching.staging_ddl(table))
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any]]]] = {name: [] for name in METRIC_TABLES}
+    limits = {name: config.chunk_size(name) for name in METRIC_TABLES}  # looked up once, not per row
     staged: Counter[str] = Counter()
     for seq, row in enumerate(parser.rows(items)):
         buffer = buffers[row.table]
         buffer.append((seq, row.key, row.values))
-        if len(buffer) >= config.chunk_size(row.table):
+        if len(buffer) >= limits[row.table]:
             staged[row.table] += batching.copy_rows(cursor, METRIC_TABLES[row.table], buffer)
             buffer.clear()
     for name, buffer in buffers.items():

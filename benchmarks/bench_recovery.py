@@ -1,0 +1,236 @@
+"""Benchmark 1: recovery throughput, against a bare COPY of exactly the same rows.
+
+The incident (scale 1): 1,000,000+ missing rows over the five metric tables, in four exports of
+100,000+ points each and a few hundred ordinary ones (error, partial_success, silent loss), plus
+fully written payloads that discovery must reconcile and leave alone. Measured:
+
+* ``recovery.run_recovery`` end to end (discovery, claim, checksum, streamed fetch, parse, COPY
+  staging, merge, reconciliation, status update, log), default options: rows inserted per second;
+* the baseline: the very rows the recovery inserted, read back into memory as COPY text first,
+  then ``COPY ... FROM STDIN`` into empty copies of the tables (``LIKE ... INCLUDING ALL``: same
+  columns, defaults, identity, primary key and unique index); only the COPY and commit are timed;
+* the naive approach on a 20,000-row subset: one ``INSERT`` statement per row, one commit at the end.
+
+Target: recovery at least 0.5x the bare COPY rate.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from benchmarks import BenchResult, Clock, Context, log
+
+NUMBER = 1
+TITLE = "Recovery throughput vs bare COPY of the same rows"
+TARGET_RATIO = 0.5
+NAIVE_ROWS = 20_000
+SEED = 20240206
+
+
+def incident_settings(scale: float) -> dict[str, Any]:
+    return {
+        "target_rows": int(max(20_000, 1_000_000 * scale)),
+        "large_payloads": 4,
+        "large_points": int(max(3_000, 125_000 * scale)),
+        "users": max(4, round(20 * min(scale, 1))),
+        "complete_payloads": max(5, round(60 * min(scale, 1))),
+        "seed": SEED,
+    }
+
+
+def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
+    """Benchmarks 1 and/or 5 on one incident (the dry run must see it before it is recovered)."""
+    from benchmarks import bench_dry_run, data
+    from recovery_lib.schema import METRIC_TABLES
+
+    started = time.perf_counter()
+    result = BenchResult(NUMBER, TITLE)
+    clock = Clock()
+    settings = incident_settings(ctx.scale)
+    now = datetime.now(UTC)
+    with ctx.server.database("recovery") as engine:
+        log(f"bench 1: building the incident ({settings['target_rows']:,} missing rows)")
+        with clock("generate"):
+            incident = data.build_incident(now=now, **settings)
+        with clock("load"):
+            data.insert_users(engine, incident.profiles)
+            data.load_ingestions(engine, incident.ingestions)
+            present = data.write_present_rows(engine, incident.ingestions, now)
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.execute(sa.text("VACUUM ANALYZE"))
+        assert present == incident.present_by_table, (present, incident.present_by_table)
+        statuses: dict[str, int] = {}
+        for ing in incident.ingestions:
+            kind = ing.status
+            if kind == "processed":
+                kind = "processed (complete)" if len(ing.present_tables) == len(METRIC_TABLES) else "silent loss"
+            statuses[kind] = statuses.get(kind, 0) + 1
+        result.add("incident: missing rows", incident.missing_total, "rows", ", ".join(
+            f"{t.removesuffix('_metrics')} {n:,}" for t, n in incident.missing_by_table.items()))
+        result.add("incident: ingestions", len(incident.ingestions), "", ", ".join(
+            f"{s} {n}" for s, n in sorted(statuses.items())))
+        result.add("incident: points / JSON", incident.points, "points", f"{incident.json_bytes / 1e6:,.0f} MB of JSON")
+        result.add("incident: largest payloads", max(incident.large_points), "points",
+                   "the four large exports: " + ", ".join(f"{n:,}" for n in incident.large_points))
+        result.add("data generation + load", clock["generate"] + clock["load"], "s",
+                   f"build {clock['generate']:.1f} s, COPY + hash + present rows {clock['load']:.1f} s")
+
+        results = []
+        preview_seconds = None
+        if dry_run:
+            preview_result, preview_seconds = bench_dry_run.measure_preview(engine, incident)
+            results.append(preview_result)
+
+        before = _max_ids(engine)
+        log(f"bench 1: run_recovery over {len(incident.ingestions)} ingestions")
+        start = time.perf_counter()
+        from recovery_lib import recovery as engine_recovery
+
+        report = engine_recovery.run_recovery(engine, progress=False).to_dict()
+        seconds = time.perf_counter() - start
+        inserted = report["rows_inserted_total"]
+        if dry_run:
+            bench_dry_run.finish(results[0], preview_seconds or 0.0, seconds)
+        if not recovery:
+            return results
+
+        rate = inserted / seconds
+        result.add("recovery time", seconds, "s",
+                   f"{report['candidates']} candidates, {report['recovered']} recovered, "
+                   f"{report['recovery_failed']} failed; jobs {report['parameters']['max_concurrent_jobs']}")
+        result.add("rows inserted", inserted, "rows", "equals the missing rows" if inserted == incident.missing_total
+                   else f"MISMATCH: {incident.missing_total:,} were missing")
+        result.add("missing after recovery", report["missing_after_total"], "rows")
+        points, size = incident.candidate_points, incident.candidate_bytes
+        result.add("recovery rate", rate, "rows/s", f"{points / seconds:,.0f} points/s, "
+                   f"{size / 1e6 / seconds:.1f} MB JSON/s (of the payloads with missing rows)")
+
+        log("bench 1: bare COPY baseline of the same rows")
+        texts = _copy_texts(engine, before)
+        copy_rows, copy_seconds = _copy_baseline(engine, texts)
+        copy_rate = copy_rows / copy_seconds
+        fk_rows, fk_seconds = _copy_baseline(engine, texts, foreign_key=True)
+        result.add("bare COPY time", copy_seconds, "s", f"{copy_rows:,} rows into empty LIKE copies")
+        result.add("bare COPY rate", copy_rate, "rows/s")
+        result.add("bare COPY + foreign key", fk_rows / fk_seconds, "rows/s",
+                   "for information: the same COPY into copies that also reference users(id), as the real tables")
+        ratio = rate / copy_rate
+        result.add("recovery / bare COPY", ratio, "x", f"target >= {TARGET_RATIO}x")
+        measured = f"{ratio:.2f}x ({rate:,.0f} vs {copy_rate:,.0f} rows/s)"
+        judged = ctx.scale >= 1 and copy_rows == inserted
+        result.target(f"recovery >= {TARGET_RATIO}x bare COPY", measured, ratio >= TARGET_RATIO if judged else None,
+                      "" if ctx.scale >= 1 else f"at scale {ctx.scale}: judged at scale 1 only")
+
+        log("bench 1: naive one-INSERT-per-row subset")
+        naive_rows, naive_seconds = _naive(engine, before, min(NAIVE_ROWS, inserted), inserted)
+        result.add("naive INSERT per row", naive_rows / naive_seconds, "rows/s",
+                   f"{naive_rows:,} rows in {naive_seconds:.1f} s, one commit at the end")
+        result.add("recovery / naive", rate / (naive_rows / naive_seconds), "x")
+        del texts
+        result.seconds = time.perf_counter() - started - (preview_seconds or 0.0)
+        result.note(
+            "Recovery runs with its defaults (max_concurrent_jobs, batch_size, checksum verification on). The "
+            f"baseline COPY gets the same {copy_rows:,} rows pre-rendered as text and writes them into "
+            f"{len(METRIC_TABLES)} empty tables with the same indexes but no foreign key to users."
+        )
+        results.insert(0, result)
+        return results
+
+
+def _max_ids(engine: Any) -> dict[str, int]:
+    from recovery_lib.schema import METRIC_TABLES
+
+    with engine.connect() as conn:
+        return {t: int(conn.execute(sa.text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one())
+                for t in METRIC_TABLES}
+
+
+def _columns(name: str) -> list[str]:
+    from recovery_lib.schema import METRIC_TABLES
+
+    return list(METRIC_TABLES[name].columns)
+
+
+def _copy_texts(engine: Any, before: dict[str, int]) -> dict[str, bytes]:
+    """The rows the recovery inserted (id above ``before``), as COPY text in memory, in insertion order."""
+    texts: dict[str, bytes] = {}
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            for name, last in before.items():
+                cols = ", ".join(_columns(name))
+                out = io.BytesIO()
+                cur.copy_expert(f"COPY (SELECT {cols} FROM {name} WHERE id > {int(last)} ORDER BY id) TO STDOUT", out)
+                texts[name] = out.getvalue()
+        raw.commit()
+    finally:
+        raw.close()
+    return texts
+
+
+def _copy_baseline(engine: Any, texts: dict[str, bytes], *, foreign_key: bool = False) -> tuple[int, float]:
+    """COPY the prepared text into empty ``LIKE ... INCLUDING ALL`` copies; only COPY and commit are timed."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            for name in texts:
+                cur.execute(f"DROP TABLE IF EXISTS bench_copy_{name}")
+                cur.execute(f"CREATE TABLE bench_copy_{name} (LIKE {name} INCLUDING ALL)")
+                if foreign_key:
+                    cur.execute(f"ALTER TABLE bench_copy_{name} ADD FOREIGN KEY (user_id) REFERENCES users (id)")
+        raw.commit()
+        rows = sum(t.count(b"\n") for t in texts.values())
+        with raw.cursor() as cur:
+            start = time.perf_counter()
+            for name, text in texts.items():
+                cur.copy_expert(f"COPY bench_copy_{name} ({', '.join(_columns(name))}) FROM STDIN", io.BytesIO(text))
+            raw.commit()
+            seconds = time.perf_counter() - start
+        with raw.cursor() as cur:
+            for name in texts:
+                cur.execute(f"DROP TABLE bench_copy_{name}")
+        raw.commit()
+    finally:
+        raw.close()
+    return rows, seconds
+
+
+def _naive(engine: Any, before: dict[str, int], wanted: int, total: int) -> tuple[int, float]:
+    """One INSERT statement per row (psycopg2 ``execute`` each), committed once at the end."""
+    subsets: dict[str, list[tuple]] = {}
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            for name, last in before.items():
+                cur.execute(f"SELECT count(*) FROM {name} WHERE id > %s", (last,))
+                share = cur.fetchone()[0]
+                take = max(1, round(wanted * share / total)) if share else 0
+                cur.execute(f"SELECT {', '.join(_columns(name))} FROM {name} WHERE id > %s ORDER BY id LIMIT %s",
+                            (last, take))
+                subsets[name] = cur.fetchall()
+                cur.execute(f"DROP TABLE IF EXISTS bench_naive_{name}")
+                cur.execute(f"CREATE TABLE bench_naive_{name} (LIKE {name} INCLUDING ALL)")
+        raw.commit()
+        rows = sum(len(v) for v in subsets.values())
+        with raw.cursor() as cur:
+            start = time.perf_counter()
+            for name, subset in subsets.items():
+                cols = _columns(name)
+                sql = f"INSERT INTO bench_naive_{name} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+                for row in subset:
+                    cur.execute(sql, row)
+            raw.commit()
+            seconds = time.perf_counter() - start
+        with raw.cursor() as cur:
+            for name in subsets:
+                cur.execute(f"DROP TABLE bench_naive_{name}")
+        raw.commit()
+    finally:
+        raw.close()
+    return rows, seconds
