@@ -96,10 +96,11 @@ class BatchConfig:
         for table in METRIC_TABLES:
             size, per_row, limit = self.chunk_size(table), self.params_per_row(table), self.max_chunk_size(table)
             if size < 1:
-                found.append(f"{table}: chunk size {size} must be at least 1")
+                found.append(f"{table}: chunk size {size} ({ENV_VARS[table]}) must be at least 1")
             elif size * per_row > PG_MAX_PARAMS:
                 found.append(
-                    f"{table}: chunk size {size} x {per_row} params per row = {size * per_row} parameters, "
+                    f"{table}: chunk size {size} ({ENV_VARS[table]}) x {per_row} params per row = "
+                    f"{size * per_row} parameters, "
                     f"over PostgreSQL's maximum of {PG_MAX_PARAMS} (largest allowed chunk: {limit})"
                 )
         return found
@@ -162,7 +163,7 @@ def merge_sql(t: MetricTable) -> str:
     sets, changed = _update_clause(t)
     return (
         f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {t.key}, {', '.join(t.values)}) "
-        f"SELECT %(user_id)s, key, {picks} FROM {staging_name(t)} GROUP BY key "
+        f"SELECT %(user_id)s, key, {picks} FROM {staging_name(t)} GROUP BY key ORDER BY key "
         f"ON CONFLICT (user_id, {t.key}) DO UPDATE SET {sets} WHERE {changed} "
         f"RETURNING (xmax = 0) AS inserted) "
         f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -93,18 +94,25 @@ def validate_recovery_params(
         statuses=tuple(params.validate_statuses(list(discovery.DEFAULT_STATUSES) if statuses is None else statuses)),
         batch_size=params.validate_batch_size(
             env.get("RECOVERY_BATCH_SIZE", 100) if batch_size is None else batch_size,
-            name="batch_size" if batch_size is not None or "RECOVERY_BATCH_SIZE" not in env else "RECOVERY_BATCH_SIZE",
+            name=_source("batch_size", batch_size, "RECOVERY_BATCH_SIZE", env),
         ),
         verify=params.validate_bool(
-            env.get("RECOVERY_VERIFICATION_ENABLED", True) if verify is None else verify, name="verify"
+            env.get("RECOVERY_VERIFICATION_ENABLED", True) if verify is None else verify,
+            name=_source("verify", verify, "RECOVERY_VERIFICATION_ENABLED", env),
         ),
         max_concurrent_jobs=params.validate_max_concurrent_jobs(
-            env.get("RECOVERY_MAX_CONCURRENT_JOBS", 5) if max_concurrent_jobs is None else max_concurrent_jobs
+            env.get("RECOVERY_MAX_CONCURRENT_JOBS", 5) if max_concurrent_jobs is None else max_concurrent_jobs,
+            name=_source("max_concurrent_jobs", max_concurrent_jobs, "RECOVERY_MAX_CONCURRENT_JOBS", env),
         ),
         dry_run=params.validate_bool(dry_run, name="dry_run"),
         include_silent_loss=params.validate_bool(include_silent_loss, name="include_silent_loss"),
         insert_method=insert_method,
     )
+
+
+def _source(name: str, value: Any, variable: str, env: dict[str, str]) -> str:
+    """The name to show in an error: the argument, or the environment variable it came from."""
+    return variable if value is None and variable in env else name
 
 
 def preview(engine: Engine, **kwargs: Any) -> RecoveryReport:
@@ -145,14 +153,8 @@ def run_recovery(
         dry_run=options.dry_run, database=db.mask_url(engine.url),
     )
     report.parameters["batch_config"] = config.to_dict()
-    with engine.connect() as conn:
-        with conn.begin():
-            if options.dry_run:
-                conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            candidates = discovery.discover(
-                conn, statuses=options.statuses, user_id=options.user_id,
-                include_silent_loss=options.include_silent_loss,
-            )
+    candidates = _discover_with_retries(engine, options, report)
+    report.discovered = len(candidates)
     _log.info("run %s: %d candidates (%s)", run_id[:8], len(candidates), "dry run" if options.dry_run else "recover")
     try:
         _process_all(engine, candidates, options, config, report, progress, on_ingestion)
@@ -164,6 +166,55 @@ def run_recovery(
     if report.aborted:
         raise RecoveryAborted(report.aborted, report)
     return report
+
+
+def _discover_with_retries(engine: Engine, options: RecoveryOptions, report: RecoveryReport) -> list[Candidate]:
+    last_error = ""
+    for attempt, delay in enumerate((0.0, *RETRY_DELAYS), start=1):
+        if delay:
+            time.sleep(delay)
+        try:
+            with engine.connect() as conn, conn.begin():
+                if options.dry_run:
+                    conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+                return discovery.discover(
+                    conn, statuses=options.statuses, user_id=options.user_id,
+                    include_silent_loss=options.include_silent_loss,
+                )
+        except DBAPIError as exc:
+            if not _is_connection_lost(exc):
+                raise
+            last_error = describe_error(exc)
+            _log.warning("discovery: database connection lost (attempt %d of %d)", attempt, len(RETRY_DELAYS) + 1)
+    report.finished_at = datetime.now(UTC)
+    report.aborted = (
+        f"database connection lost {len(RETRY_DELAYS) + 1} times in a row while discovering candidates "
+        f"(last: {last_error}); nothing was written. Check the database, then rerun."
+    )
+    raise RecoveryAborted(report.aborted, report)
+
+
+def _by_user(candidates: Sequence[Candidate]) -> list[tuple[str, list[Candidate]]]:
+    """Candidates grouped by user, each group oldest first (groups in order of their oldest)."""
+    groups: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        groups.setdefault(candidate.user_id, []).append(candidate)
+    return list(groups.items())
+
+
+def _try_user_lock(conn: Connection, user_id: str) -> bool:
+    # A session-level advisory lock: released by pg_advisory_unlock, or by the server when the
+    # session dies, so a killed run never leaves a user locked.
+    got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"),
+                            {"k": f"health-export-recovery:user:{user_id}"}).scalar())
+    conn.commit()
+    return got
+
+
+def _release_user_lock(conn: Connection, user_id: str) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"),
+                 {"k": f"health-export-recovery:user:{user_id}"})
+    conn.commit()
 
 
 def _process_all(
@@ -190,45 +241,76 @@ def _process_all(
     worker_base = f"{socket.gethostname()}:{os.getpid()}:{report.run_id[:8]}"
     log_every = max(options.batch_size, 1)
 
-    def work(number: int, todo: queue.Queue[Candidate]) -> None:
+    def record(outcome: IngestionOutcome) -> None:
+        with lock:
+            report.ingestions.append(outcome)
+            done = len(report.ingestions)
+            bar.update(1)
+            if done % log_every == 0 or done == len(candidates):
+                _log.info("run %s: %d/%d ingestions done", report.run_id[:8], done, len(candidates))
+        if on_ingestion:
+            on_ingestion(outcome)
+
+    def work(number: int, todo: queue.Queue[tuple[str, list[Candidate]]]) -> None:
         worker = f"{worker_base}:w{number}"
         conn: Connection | None = None
         try:
             while not stop.is_set():
                 try:
-                    candidate = todo.get_nowait()
+                    user_id, group = todo.get_nowait()
                 except queue.Empty:
                     return
+                # One user's ingestions are recovered by one worker of one run at a time, oldest
+                # first: where two payloads disagree about a value, the older one wins whatever
+                # the number of workers, runs or crashes.
+                holder: dict[str, Connection | None] = {"conn": None}
+
+                def hold(c: Connection, user_id: str = user_id, holder: dict = holder) -> bool:
+                    if options.dry_run or holder["conn"] is c:
+                        return True
+                    if not _try_user_lock(c, user_id):
+                        return False
+                    holder["conn"] = c
+                    return True
+
                 try:
-                    outcome, conn = _with_retries(pool, conn, candidate, options, config, report, worker)
-                except Exception as exc:  # noqa: BLE001 - any other failure stops the whole run, cleanly
-                    report.aborted = f"stopped at ingestion {candidate.ingestion_id}: {describe_error(exc)}"
-                    stop.set()
-                    return
-                if outcome is None:
-                    stop.set()
-                    return
-                with lock:
-                    report.ingestions.append(outcome)
-                    done = len(report.ingestions)
-                    bar.update(1)
-                    if done % log_every == 0 or done == len(candidates):
-                        _log.info("run %s: %d/%d ingestions done", report.run_id[:8], done, len(candidates))
-                if on_ingestion:
-                    on_ingestion(outcome)
+                    for candidate in group:
+                        if stop.is_set():
+                            return
+                        try:
+                            outcome, conn = _with_retries(
+                                pool, conn, candidate, options, config, report, worker, hold)
+                        except Exception as exc:  # noqa: BLE001 - any other failure stops the run, cleanly
+                            report.aborted = f"stopped at ingestion {candidate.ingestion_id}: {describe_error(exc)}"
+                            stop.set()
+                            return
+                        if outcome is None:
+                            stop.set()
+                            return
+                        record(outcome)
+                finally:
+                    held = holder["conn"]
+                    if held is not None and held is conn and not held.closed and not held.invalidated:
+                        try:
+                            _release_user_lock(held, user_id)
+                        except DBAPIError:
+                            pass  # the session is gone, and its lock with it
         finally:
             if conn is not None:
                 conn.close()
 
     try:
-        # Rounds of batch_size ingestions; workers share each round's queue.
-        for start in range(0, len(candidates), options.batch_size):
-            if stop.is_set():
-                break
-            todo: queue.Queue[Candidate] = queue.Queue()
-            for candidate in candidates[start : start + options.batch_size]:
-                todo.put(candidate)
-            threads = [threading.Thread(target=work, args=(n, todo), daemon=True) for n in range(jobs)]
+        # Rounds of about batch_size ingestions (whole users); workers share each round's queue.
+        groups = _by_user(candidates)
+        while groups and not stop.is_set():
+            todo: queue.Queue[tuple[str, list[Candidate]]] = queue.Queue()
+            taken = 0
+            while groups and (taken == 0 or taken + len(groups[0][1]) <= options.batch_size):
+                user_id, group = groups.pop(0)
+                todo.put((user_id, group))
+                taken += len(group)
+            threads = [threading.Thread(target=work, args=(n, todo), daemon=True)
+                       for n in range(min(jobs, todo.qsize()))]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -241,21 +323,31 @@ def _process_all(
 def _with_retries(
     pool: Engine, conn: Connection | None, candidate: Candidate, options: RecoveryOptions,
     config: BatchConfig, report: RecoveryReport, worker: str,
+    hold: Callable[[Connection], bool] | None = None,
 ) -> tuple[IngestionOutcome | None, Connection | None]:
-    """Process one candidate; on a lost connection retry with backoff, then give up on the run."""
+    """Process one candidate; on a lost connection retry with backoff, then give up on the run.
+
+    ``hold(conn)`` takes the user's lock on a (new) connection; False means another run has it.
+    """
+    last_error = ""
     for attempt, delay in enumerate((0.0, *RETRY_DELAYS), start=1):
         if delay:
             time.sleep(delay)
         try:
             if conn is None or conn.closed or conn.invalidated:
                 conn = pool.connect()
+            if hold is not None and not hold(conn):
+                outcome = _new_outcome(candidate, worker, "skipped")
+                outcome.failure_message = "another run is recovering this user's ingestions"
+                return outcome, conn
             step = _preview_one if options.dry_run else _recover_one
             outcome = step(conn, candidate, options, config, report, worker)
             outcome.attempts = attempt
             return outcome, conn
         except DBAPIError as exc:
-            if not exc.connection_invalidated and not _is_connection_error(exc):
+            if not _is_connection_lost(exc):
                 raise
+            last_error = describe_error(exc)
             _log.warning(
                 "ingestion %s: database connection lost (attempt %d of %d)",
                 candidate.ingestion_id, attempt, len(RETRY_DELAYS) + 1,
@@ -266,7 +358,8 @@ def _with_retries(
             conn = None
     report.aborted = (
         f"database connection lost {len(RETRY_DELAYS) + 1} times in a row while recovering ingestion "
-        f"{candidate.ingestion_id}; nothing of that ingestion was written. Check the database, then rerun: "
+        f"{candidate.ingestion_id} (last: {last_error}); nothing of that ingestion was written. "
+        "Check the database, then rerun: "
         "finished ingestions are kept and will not be processed twice."
     )
     return None, conn
@@ -287,10 +380,20 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(orig or exc).__name__}: {text}"[:300]
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    from recovery_lib.errors import categorize_error
+_LOST = re.compile(
+    r"terminat|server closed the connection|connection reset|broken pipe|could not receive data|"
+    r"ssl syscall|connection already closed|lost synchronization|no connection to the server",
+    re.I,
+)
+_NOT_TRANSIENT = re.compile(r"does not exist|authentication failed|no password supplied|permission denied", re.I)
 
-    return categorize_error(str(exc.orig)) == "connection" or "terminat" in str(exc.orig).lower()
+
+def _is_connection_lost(exc: DBAPIError) -> bool:
+    """A connection that was up and went away (worth a retry), not one that cannot be made at all."""
+    text = str(exc.orig)
+    if _NOT_TRANSIENT.search(text):
+        return False
+    return bool(exc.connection_invalidated or _LOST.search(text))
 
 
 def _claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, lock: bool) -> Any:

@@ -82,6 +82,7 @@ class RecoveryReport:
     finished_at: datetime | None = None
     ingestions: list[IngestionOutcome] = field(default_factory=list)
     aborted: str | None = None  # why the run stopped early, if it did
+    discovered: int | None = None  # candidates found; more than ingestions when a run stops early
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -125,7 +126,8 @@ class RecoveryReport:
             "dry_run": self.dry_run,
             "database": self.database,
             "aborted": self.aborted,
-            "candidates": len(self.ingestions),
+            "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
+            "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),
             "recovered": self._count("recovered", "would_recover"),
             "recovery_failed": self._count("recovery_failed", "would_fail"),
@@ -162,9 +164,11 @@ class RecoveryReport:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / self.filename()
-        if path.exists():  # two runs in the same second: keep both
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another run started in the same second: keep both
             path = folder / f"{path.stem}_{self.run_id[:8]}.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(self.to_dict(), handle, indent=2, sort_keys=False)
         return path

@@ -7,7 +7,9 @@ import json
 import logging
 import sys
 
-from recovery_lib import params
+from sqlalchemy.exc import DBAPIError
+
+from recovery_lib import db, params
 from recovery_lib.batching import BatchConfigError
 
 _log = logging.getLogger("recovery_lib.cli")
@@ -87,6 +89,10 @@ def _run(args: argparse.Namespace, **overrides: object) -> int:
     except recovery.RecoveryAborted as exc:
         print(f"error: recovery stopped: {exc}", file=sys.stderr)
         print(_summary(exc.report.to_dict()))
+        return 1
+    except DBAPIError as exc:
+        print(f"error: {recovery.describe_error(exc)} (database: {db.mask_url(db.database_url())}); "
+              "finished ingestions are kept, nothing half-written: fix the cause and rerun", file=sys.stderr)
         return 1
     print(_summary(report.to_dict()))
     return 0
