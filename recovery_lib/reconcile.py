@@ -163,11 +163,14 @@ def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     for name, t in METRIC_TABLES.items():
         found = conn.execute(
             sa.text(
+                # Driven from the ingestions with a primary-key lookup into the cache: right after
+                # the cache is filled it has no statistics, and a join plan then rescans the window.
                 f"SELECT r.id, cardinality(c.expected_keys), c.rejected_points, "
                 f"(SELECT count(*) FROM unnest(c.expected_keys) AS k(at) WHERE EXISTS ("
                 f"  SELECT 1 FROM {t.name} m WHERE m.user_id = r.user_id AND m.{t.key} = k.at)) "
-                f"FROM raw_ingestions r JOIN reconciliation_cache c ON c.payload_hash = r.payload_hash "
-                f"AND c.parser_version = :v AND c.table_name = :t WHERE r.id = ANY(CAST(:ids AS uuid[]))"
+                f"FROM raw_ingestions r CROSS JOIN LATERAL (SELECT expected_keys, rejected_points "
+                f"FROM reconciliation_cache WHERE payload_hash = r.payload_hash AND parser_version = :v "
+                f"AND table_name = :t) c WHERE r.id = ANY(CAST(:ids AS uuid[]))"
             ),
             {"v": payload.PARSER_VERSION, "t": name, "ids": ids},
         )
