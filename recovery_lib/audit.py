@@ -32,6 +32,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from recovery_lib.db import PROJECT_ROOT
+
+DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
+INDEX_NAME = "index.jsonl"
+
 ZERO_HASH = "0" * 64
 # Files the runner writes into runs/ (see runner.output_stem); others are not audited.
 RUN_FILE = re.compile(r"^\d{8}T\d{6}Z_[\w.-]+\.(ipynb|json|html)$")

@@ -37,6 +37,7 @@ from typing import Any
 import nbformat
 
 from recovery_lib import audit
+from recovery_lib.audit import DEFAULT_RUNS_DIR, INDEX_NAME
 from recovery_lib.db import PROJECT_ROOT
 from recovery_lib.notebook_support import (
     REPORT_SCRAPS,
@@ -50,8 +51,6 @@ from recovery_lib.notebook_support import (
 from recovery_lib.params import ParameterError
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
-DEFAULT_RUNS_DIR = PROJECT_ROOT / "runs"
-INDEX_NAME = "index.jsonl"
 
 _log = logging.getLogger(__name__)
 

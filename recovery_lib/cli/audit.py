@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from recovery_lib.runner import DEFAULT_RUNS_DIR, INDEX_NAME
+    # From audit, not runner: runner imports papermill/nbformat, too slow for every CLI start.
+    from recovery_lib.audit import DEFAULT_RUNS_DIR, INDEX_NAME
 
     parser = subparsers.add_parser("audit", help="check the audit trail of executed notebooks")
     sub = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
