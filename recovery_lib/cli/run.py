@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from recovery_lib.notebook_support import RUNBOOK_ORDER as RUNBOOK
 from recovery_lib.params import ParameterError
-
-RUNBOOK = ("monitor", "preview", "recover", "verify")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from recovery_lib.runner import DEFAULT_RUNS_DIR
+    # From audit, not runner: runner imports papermill/nbformat, too slow for every CLI start.
+    from recovery_lib.audit import DEFAULT_RUNS_DIR
 
     run = subparsers.add_parser(
         "run",
