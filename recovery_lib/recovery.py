@@ -400,7 +400,9 @@ def _claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, loc
     claimable = list(options.statuses) + (["processed"] if candidate.reason == "silent_loss" else [])
     return conn.execute(
         sa.text(
-            f"SELECT user_id::text AS user_id, processing_status, payload_hash, {PAYLOAD_SHA256_SQL} AS sha "
+            # Hashing reads the whole payload: skip it when verification is off.
+            f"SELECT user_id::text AS user_id, processing_status, payload_hash, "
+            f"{PAYLOAD_SHA256_SQL if options.verify else 'NULL'} AS sha "
             "FROM raw_ingestions WHERE id = :id AND processing_status = ANY(:claimable)"
             + (" FOR UPDATE SKIP LOCKED" if lock else "")
         ),
