@@ -125,7 +125,8 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 # --- SQL. All statements of the metric table family live here. -------------------------------
 
 
-def _update_clause(t: MetricTable) -> tuple[str, str]:
+def update_clause(t: MetricTable) -> tuple[str, str]:
+    """SET and WHERE of the merge's ON CONFLICT: fill NULL columns, never overwrite a value."""
     sets = ", ".join(f"{c} = COALESCE(t.{c}, EXCLUDED.{c})" for c in t.values)
     # Touch a row only when it gains a value: a rerun then writes nothing at all.
     changed = " OR ".join(f"(t.{c} IS NULL AND EXCLUDED.{c} IS NOT NULL)" for c in t.values)
@@ -160,7 +161,7 @@ def merge_sql(t: MetricTable) -> str:
     picks = ", ".join(
         f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]" for c in t.values
     )
-    sets, changed = _update_clause(t)
+    sets, changed = update_clause(t)
     return (
         f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {t.key}, {', '.join(t.values)}) "
         f"SELECT %(user_id)s, key, {picks} FROM {staging_name(t)} GROUP BY key ORDER BY key "
@@ -220,7 +221,7 @@ def insert_rows(
             f"Invalid batch configuration: {t.name}: chunk size {chunk_size} x {len(columns)} params per row "
             f"exceeds {PG_MAX_PARAMS}"
         )
-    sets, changed = _update_clause(t)
+    sets, changed = update_clause(t)
     placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     inserted = filled = 0
     items = sorted(rows.items())

@@ -40,6 +40,7 @@ from recovery_lib.report import IngestionOutcome, RecoveryReport, TableReport
 _log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds between attempts after a lost connection
+INSERT_METHODS = ("sql", "copy", "insert")  # see recovery_store.merge_payload
 
 
 class RecoveryAborted(RuntimeError):
@@ -59,7 +60,7 @@ class RecoveryOptions:
     max_concurrent_jobs: int
     dry_run: bool
     include_silent_loss: bool = True
-    insert_method: str = "copy"
+    insert_method: str = "sql"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +79,7 @@ def validate_recovery_params(
     dry_run: Any = False,
     *,
     include_silent_loss: Any = True,
-    insert_method: str = "copy",
+    insert_method: str = "sql",
     env: dict[str, str] | None = None,
 ) -> RecoveryOptions:
     """Check every parameter (before any connection); None takes the environment's value or the default.
@@ -87,8 +88,10 @@ def validate_recovery_params(
     ``RECOVERY_VERIFICATION_ENABLED`` (true). Explicit arguments win.
     """
     env = dict(os.environ) if env is None else env
-    if insert_method not in ("copy", "insert"):
-        raise params.ParameterError(f"insert_method must be 'copy' or 'insert', got {insert_method!r}")
+    if insert_method not in INSERT_METHODS:
+        raise params.ParameterError(
+            f"insert_method must be one of {', '.join(map(repr, INSERT_METHODS))}, got {insert_method!r}"
+        )
     return RecoveryOptions(
         user_id=params.validate_user_id(user_id),
         statuses=tuple(params.validate_statuses(list(discovery.DEFAULT_STATUSES) if statuses is None else statuses)),
@@ -131,7 +134,7 @@ def run_recovery(
     max_concurrent_jobs: Any = None,
     dry_run: Any = False,
     include_silent_loss: Any = True,
-    insert_method: str = "copy",
+    insert_method: str = "sql",
     report_dir: Path | str | None = None,
     progress: bool = True,
     batch_config: BatchConfig | None = None,
@@ -305,10 +308,14 @@ def _process_all(
         while groups and not stop.is_set():
             todo: queue.Queue[tuple[str, list[Candidate]]] = queue.Queue()
             taken = 0
+            round_groups = []
             while groups and (taken == 0 or taken + len(groups[0][1]) <= options.batch_size):
-                user_id, group = groups.pop(0)
+                round_groups.append(groups.pop(0))
+                taken += len(round_groups[-1][1])
+            # Largest users first: the workers then finish the round together instead of one of
+            # them starting a 13 MB export while the others wait at the end of the round.
+            for user_id, group in sorted(round_groups, key=lambda g: -sum(c.payload_size_bytes for c in g[1])):
                 todo.put((user_id, group))
-                taken += len(group)
             threads = [threading.Thread(target=work, args=(n, todo), daemon=True)
                        for n in range(min(jobs, todo.qsize()))]
             for thread in threads:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from recovery_lib import batching, fetch, payload, reconcile
+from recovery_lib import batching, fetch, payload, payload_sql, reconcile
 from recovery_lib.batching import BatchConfig
 from recovery_lib.report import IngestionOutcome, TableReport
 from recovery_lib.schema import METRIC_TABLES
@@ -29,14 +29,24 @@ def merge_payload(
     method: str,
     now: datetime,
 ) -> tuple[str, str] | None:
-    """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure."""
+    """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
+
+    ``method``: ``sql`` (simple metrics written by PostgreSQL, see :mod:`payload_sql`; the rest
+    like ``copy``), ``copy`` (the parser's rows through COPY staging) or ``insert`` (multi-row INSERT).
+    """
     parser = payload.PayloadParser(now=now)
-    items = fetch.stream_items(conn, candidate.ingestion_id)
     try:
         if method == "insert":
-            _insert_path(conn, candidate.user_id, parser, items, outcome, config)
+            _insert_path(conn, candidate.user_id, parser, fetch.stream_items(conn, candidate.ingestion_id),
+                         outcome, config)
         else:
+            written = _sql_path(conn, candidate, parser.latest) if method == "sql" else None
+            skip = written[1] if written else []
+            items = fetch.stream_items(conn, candidate.ingestion_id, skip_points=skip)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)
+            if written:
+                outcome.tables.update(written[0])
+                outcome.sql_tables = sorted(written[0])
     except payload.PayloadError as exc:
         outcome.tables = {}
         return exc.category, exc.message
@@ -49,6 +59,21 @@ def merge_payload(
         summary = ", ".join(f"{n} {category}" for category, n in sorted(outcome.rejection_counts.items()))
         return "rejected_points", f"{outcome.rejected_points} points could not be stored ({summary})"
     return None
+
+
+def _sql_path(
+    conn: Connection, candidate: Candidate, latest: datetime
+) -> tuple[dict[str, TableReport], list[int]] | None:
+    """The tables SQL wrote and the metric positions it covered; None leaves everything to the parser."""
+    if not fetch.structure_ok(conn, candidate.ingestion_id):
+        return None
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        plan = payload_sql.plan_payload(cursor, candidate.ingestion_id, latest)
+        reports = payload_sql.insert_planned(cursor, plan, candidate.user_id) if plan else None
+    finally:
+        cursor.close()
+    return (reports, plan.positions) if plan and reports is not None else None
 
 
 def _copy_path(

@@ -60,6 +60,7 @@ class IngestionOutcome:
     rejected_points: int = 0
     rejection_counts: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
+    sql_tables: list[str] = field(default_factory=list)  # written by PostgreSQL from the jsonb ('sql' method)
 
     @property
     def rows_inserted(self) -> int:

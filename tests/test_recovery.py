@@ -27,7 +27,7 @@ def count(engine, table: str) -> int:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
-@pytest.mark.parametrize("method", ["copy", "insert"])
+@pytest.mark.parametrize("method", ["sql", "copy", "insert"])
 def test_recovery_postgresql_parameter_limit(engine, method):
     user = add_user(engine)
     points = 12_000  # 12,000 rows x 8 params = 96,000 > 65,535 in one statement

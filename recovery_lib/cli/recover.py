@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument(
         "--status", nargs="+", metavar="S", help="statuses to recover (default: error partial_success)")
     recover.add_argument("--no-silent-loss", action="store_true", help="skip reconciling 'processed' ingestions")
-    recover.add_argument("--insert-method", choices=("copy", "insert"), default="copy",
-                         help="COPY into staging then merge (default), or multi-row INSERT chunks")
+    recover.add_argument(
+        "--insert-method", choices=("sql", "copy", "insert"), default="sql",
+        help="sql: PostgreSQL writes the simple metrics from the jsonb, the parser the rest (default); "
+             "copy: the parser's rows through COPY staging; insert: multi-row INSERT chunks")
     recover.add_argument("--report-dir", default=".", help="where data_recovery_report_*.json is written")
     recover.add_argument("--no-progress", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
@@ -71,7 +73,7 @@ def _run(args: argparse.Namespace, **overrides: object) -> int:
             overrides.get("user_id", args.user_id), overrides.get("statuses"), args.batch_size,
             overrides.get("verify"), overrides.get("max_concurrent_jobs"), overrides.get("dry_run", False),
             include_silent_loss=overrides.get("include_silent_loss", True),
-            insert_method=str(overrides.get("insert_method", "copy")),
+            insert_method=str(overrides.get("insert_method", "sql")),
         )
         from recovery_lib.batching import BatchConfig
 
