@@ -1,10 +1,11 @@
 """Re-insert lost metrics, exactly once, and mark each ingestion ``recovered`` or ``recovery_failed``.
 
-Each ingestion is recovered in its own transaction: claim it (``FOR UPDATE SKIP LOCKED``, so two
-runs, on one machine or two, never process the same ingestion), check its checksum, stream-parse
-it, stage the rows with COPY, merge them into the metric tables (fill, never overwrite), reconcile
-again, set the status, log who did it, commit. A crash anywhere rolls back that one ingestion;
-a rerun picks it up again. Rows already present are left untouched, so a rerun inserts nothing.
+Each ingestion is recovered in its own transaction (:mod:`recovery_lib.recovery_store`): claim it
+(``FOR UPDATE SKIP LOCKED``, so two runs, on one machine or two, never process the same
+ingestion), check its checksum, write the missing rows (fill, never overwrite), count, set the
+status, log who did it, commit. A crash anywhere rolls back that one ingestion; a rerun picks it
+up again. Rows already present are left untouched, so a rerun inserts nothing. This module is
+the orchestration: discovery, worker threads, one user at a time, retries on lost connections.
 
     >>> report = run_recovery(get_engine(), user_id="550e8400-e29b-41d4-a716-446655440000")
     >>> report = preview(get_engine())          # dry run: READ ONLY, writes nothing
@@ -30,12 +31,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import db, discovery, params, reconcile
+from recovery_lib import db, discovery, params, recovery_store
 from recovery_lib.batching import BatchConfig
-from recovery_lib.checksums import PAYLOAD_SHA256_SQL, checksum_matches
 from recovery_lib.discovery import Candidate
-from recovery_lib.recovery_store import merge_payload
-from recovery_lib.report import IngestionOutcome, RecoveryReport, TableReport
+from recovery_lib.report import IngestionOutcome, RecoveryReport
 
 _log = logging.getLogger(__name__)
 
@@ -344,10 +343,10 @@ def _with_retries(
             if conn is None or conn.closed or conn.invalidated:
                 conn = pool.connect()
             if hold is not None and not hold(conn):
-                outcome = _new_outcome(candidate, worker, "skipped")
+                outcome = recovery_store.new_outcome(candidate, worker, "skipped")
                 outcome.failure_message = "another run is recovering this user's ingestions"
                 return outcome, conn
-            step = _preview_one if options.dry_run else _recover_one
+            step = recovery_store.preview_one if options.dry_run else recovery_store.recover_one
             outcome = step(conn, candidate, options, config, report, worker)
             outcome.attempts = attempt
             return outcome, conn
@@ -401,123 +400,3 @@ def _is_connection_lost(exc: DBAPIError) -> bool:
     if _NOT_TRANSIENT.search(text):
         return False
     return bool(exc.connection_invalidated or _LOST.search(text))
-
-
-def _claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, lock: bool) -> Any:
-    claimable = list(options.statuses) + (["processed"] if candidate.reason == "silent_loss" else [])
-    return conn.execute(
-        sa.text(
-            # Hashing reads the whole payload: skip it when verification is off.
-            f"SELECT user_id::text AS user_id, processing_status, payload_hash, "
-            f"{PAYLOAD_SHA256_SQL if options.verify else 'NULL'} AS sha "
-            "FROM raw_ingestions WHERE id = :id AND processing_status = ANY(:claimable)"
-            + (" FOR UPDATE SKIP LOCKED" if lock else "")
-        ),
-        {"id": candidate.ingestion_id, "claimable": claimable},
-    ).first()
-
-
-def _new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOutcome:
-    return IngestionOutcome(
-        ingestion_id=candidate.ingestion_id, user_id=candidate.user_id, status_before=candidate.status,
-        reason=candidate.reason, outcome=outcome, worker=worker, error_category=candidate.error_category,
-    )
-
-
-def _checksum_state(options: RecoveryOptions, stored: str | None, computed: str) -> str:
-    if not options.verify:
-        return "skipped"
-    match = checksum_matches(stored, computed)
-    return "missing" if match is None else ("verified" if match else "mismatched")
-
-
-def _preview_one(
-    conn: Connection, candidate: Candidate, options: RecoveryOptions, config: BatchConfig,
-    report: RecoveryReport, worker: str,
-) -> IngestionOutcome:
-    with conn.begin() as tx:
-        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-        outcome = _new_outcome(candidate, worker, "would_recover")
-        claim = _claim(conn, candidate, options, lock=False)
-        if claim is None:
-            outcome.outcome, outcome.failure_message = "skipped", "status changed since discovery"
-            return outcome
-        outcome.checksum = _checksum_state(options, claim.payload_hash, claim.sha)
-        if outcome.checksum == "mismatched":
-            outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
-            return outcome
-        expectation = reconcile.expected_keys(conn, candidate.ingestion_id, now=report.started_at)
-        outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
-        for name, keys in expectation.keys.items():
-            present = reconcile.count_present(conn, candidate.user_id, name, keys) if keys else 0
-            outcome.tables[name] = TableReport(expected=len(keys), present_before=present, present_after=present)
-        if expectation.parse_error:
-            outcome.outcome, outcome.failure_category = "would_fail", expectation.parse_error
-        elif expectation.rejected_points:
-            outcome.outcome, outcome.failure_category = "would_fail", "rejected_points"
-        tx.rollback()
-    return outcome
-
-
-def _recover_one(
-    conn: Connection, candidate: Candidate, options: RecoveryOptions, config: BatchConfig,
-    report: RecoveryReport, worker: str,
-) -> IngestionOutcome:
-    with conn.begin():
-        outcome = _new_outcome(candidate, worker, "recovered")
-        claim = _claim(conn, candidate, options, lock=True)
-        if claim is None:
-            outcome.outcome = "skipped"
-            outcome.failure_message = "claimed by another run, or its status changed since discovery"
-            return outcome
-        outcome.checksum = _checksum_state(options, claim.payload_hash, claim.sha)
-        if outcome.checksum == "mismatched":
-            _fail(outcome, "checksum_mismatch",
-                  "payload_hash does not match the SHA-256 of the stored payload; rerun with verify off to "
-                  "recover it anyway")
-        else:
-            failure = merge_payload(conn, candidate, outcome, config, options.insert_method, report.started_at)
-            if failure:
-                _fail(outcome, *failure)
-        _finish(conn, outcome, report.run_id)
-    return outcome
-
-
-def _fail(outcome: IngestionOutcome, category: str, message: str) -> None:
-    outcome.outcome, outcome.failure_category, outcome.failure_message = "recovery_failed", category, message
-
-
-def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
-    note = None
-    if outcome.outcome == "recovery_failed":
-        note = {
-            "source": "recovery", "run_id": run_id, "at": datetime.now(UTC).isoformat(),
-            "category": outcome.failure_category, "message": outcome.failure_message,
-            "rejections": outcome.rejection_counts or None,
-        }
-    # Append to processing_errors, never overwrite: the original error explains the loss.
-    conn.execute(
-        sa.text(
-            "UPDATE raw_ingestions SET processing_status = :status, processed_at = now(), "
-            "processing_errors = CASE WHEN CAST(:note AS jsonb) IS NULL THEN processing_errors "
-            "WHEN processing_errors IS NULL THEN jsonb_build_array(CAST(:note AS jsonb)) "
-            "WHEN jsonb_typeof(processing_errors) = 'array' "
-            "THEN processing_errors || jsonb_build_array(CAST(:note AS jsonb)) "
-            "ELSE jsonb_build_array(processing_errors, CAST(:note AS jsonb)) END WHERE id = :id"
-        ),
-        {"status": outcome.outcome, "note": None if note is None else _json(note), "id": outcome.ingestion_id},
-    )
-    conn.execute(
-        sa.text(
-            "INSERT INTO recovery_log (run_id, worker, ingestion_id, outcome, rows_inserted) "
-            "VALUES (:run, :worker, :id, :outcome, :rows)"
-        ),
-        {"run": run_id, "worker": outcome.worker, "id": outcome.ingestion_id, "outcome": outcome.outcome,
-         "rows": outcome.rows_inserted},
-    )
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, default=str)
