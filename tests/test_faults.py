@@ -439,17 +439,22 @@ def test_backends_terminated_at_6_random_moments_then_rerun_equals_clean_run(eng
     simulate(engine, **INCIDENT)
     snapshot(admin)
     try:
-        code, _, err, _ = run_recover(engine, tmp_path / "clean")
+        started = time.monotonic()
+        code, _, err, _ = run_recover(engine, tmp_path / "clean", "--max-concurrent-jobs", "2")
+        span = time.monotonic() - started
         assert code == 0, err[-3000:]
         clean = Outcome.measure(admin)
         restore(admin)
 
         proc = start_recover(engine, tmp_path / "faulty", "--max-concurrent-jobs", "2")
-        # From the moment the workers connect (discovery's own connection is the first backend).
+        # From the moment the workers connect (discovery's own connection is the first backend),
+        # six moments early in a clean run's time: the run must still be going.
         wait_for(lambda: proc.poll() is not None or len(backends(admin)) >= 2, 60, "the workers to connect")
         terminated = 0
         for _ in range(6):
-            time.sleep(rng.uniform(0.2, 0.8))
+            time.sleep(rng.uniform(0.02, span / 24))
+            # After a termination the run waits before reconnecting: aim at its next connection.
+            wait_for(lambda: proc.poll() is not None or backends(admin), 30, "the run to reconnect")
             if proc.poll() is not None:
                 break
             terminated += terminate(admin, backends(admin))
@@ -495,11 +500,20 @@ def test_concurrent_recover_processes_process_each_ingestion_once_with_rows_of_o
     simulate(engine, **INCIDENT)
 
     # Start them all, hold them at their first query until every one is there, then let go at once.
-    with table_locked(admin, "raw_ingestions", "ACCESS EXCLUSIVE"):
-        procs = [start_recover(engine, tmp_path / f"run{n}", "--max-concurrent-jobs", "2") for n in range(processes)]
-        wait_for(lambda: len(backends(admin, waiting_on_lock=True)) >= processes or any(
-            p.poll() is not None for p in procs), 120, f"{processes} runs to be waiting")
-        assert all(p.poll() is None for p in procs)
+    # recovery_log stays locked a little longer: each run's one worker then holds the first
+    # ingestion it claimed (and its user) at the log entry, so with two users or more at least two
+    # runs hold work at the same moment however fast one ingestion is.
+    with table_locked(admin, "recovery_log", "ACCESS EXCLUSIVE"):
+        with table_locked(admin, "raw_ingestions", "ACCESS EXCLUSIVE"):
+            procs = [start_recover(engine, tmp_path / f"run{n}", "--max-concurrent-jobs", "1")
+                     for n in range(processes)]
+            wait_for(lambda: len(backends(admin, waiting_on_lock=True)) >= processes or any(
+                p.poll() is not None for p in procs), 120, f"{processes} runs to be waiting")
+            assert all(p.poll() is None for p in procs)
+        users = len(simulated_users(admin))
+        assert users >= 2
+        wait_for(lambda: len(backends(admin, waiting_on_lock=True)) >= min(users, processes) or any(
+            p.poll() is not None for p in procs), 120, "every user's first ingestion to wait at its log entry")
     results = [finish(p) for p in procs]
     for code, _, err in results:
         assert code == 0, err[-3000:]
@@ -519,6 +533,14 @@ def test_concurrent_recover_processes_process_each_ingestion_once_with_rows_of_o
           f"skipped {[r['skipped'] for r in reports]}")
     assert sum(per_run) == len(reference.log)
     assert len(runs_of_workers) >= 2, "the runs did not overlap: one did all the work"
+
+
+def simulated_users(admin: Engine) -> list[str]:
+    """Users with an ingestion that recovery will pick up."""
+    with admin.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT DISTINCT user_id::text FROM raw_ingestions WHERE processing_status IN ('error', 'partial_success')"
+        )).scalars())
 
 
 def disagreeing_overlap(engine: Engine) -> tuple[str, str]:
