@@ -283,6 +283,17 @@ def test_bad_parameter_is_refused_by_the_runner_without_a_kernel(
     assert not runs.exists() or not any(runs.iterdir())
 
 
+def test_run_verify_exits_1_while_rows_are_missing_and_0_once_recovered(
+    incident: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = str(tmp_path / "runs")
+    assert main(["run", "verify", "-p", "since", "30d", "--runs-dir", runs, "--no-progress"]) == 1
+    assert "rows are still missing" in capsys.readouterr().err
+
+    assert main(["recover", "--no-progress", "--report-dir", str(tmp_path)]) == 0
+    assert main(["run", "verify", "-p", "since", "30d", "--runs-dir", runs, "--no-progress"]) == 0
+
+
 def test_unknown_parameter_of_a_runbook_notebook_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "monitor", "-p", "hourz", "6", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "unknown parameter hourz" in capsys.readouterr().err

@@ -137,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n{exc} (recorded in the index)", file=sys.stderr)
         return 130
     _print_result(result)
+    if result.ok and isinstance(result.report, dict) and result.report.get("ok") is False:
+        # The notebook ran, and its report says the data is not whole: exit like `verify` does.
+        print(f"{result.name}: the report says not ok (rows are still missing)", file=sys.stderr)
+        return 1
     return 0 if result.ok else 1
 
 
