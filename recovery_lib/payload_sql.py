@@ -13,8 +13,9 @@ SQL takes only what it can do exactly like the parser, and leaves no trace other
 
 * the payload: every metric the parser maps to these three tables is known, listed once, with
   units the parser knows (the factors come from Python's own ``unit_factor``);
-* each point: an object, the exporter's date ``yyyy-MM-dd HH:mm:ss ±hhmm`` between 1970 and
-  ``latest``, bare JSON numbers inside the limits, no key twice within a metric.
+* each point: an object, the exporter's date ``yyyy-MM-dd HH:mm:ss ±hhmm`` (an offset in
+  :data:`DATE_OFFSETS`) between 1970 and ``latest``, bare JSON numbers inside the limits, no key
+  twice within a metric.
 
 Any other point makes its statement fail: the guard turns the natural key into NULL (a NOT NULL
 violation), a cast refuses a string, a unique index refuses a repeated key. The caller's
@@ -22,12 +23,14 @@ savepoint is then rolled back and the Python parser reads the whole payload, so 
 is still named, counted and reported by the reference. ``tests/test_payload_sql.py`` holds both
 paths to the same rows and counts. Sleep and workouts always go through the parser.
 
-Within a table, metrics are written one statement each in payload order (fill NULL columns,
-never overwrite), which is the parser's "first value in payload order wins". Counts are exact:
-keys are unique within a metric, so the distinct keys of a table are the first metric's points
-plus the other metrics' keys that the first did not have (counted in a small temporary table).
-One known difference that changes no stored number: JSON ``-0.0`` becomes ``0.0`` here (jsonb
-numbers have no negative zero).
+Within a table, the first metric is written by one statement (a plain INSERT when the user has
+no rows in its date range, the large metric of an export usually is), then the table's other
+metrics by one statement grouped by key, each column taking its first value in payload order;
+both fill NULL columns and never overwrite, as the parser's merge. Counts are exact: keys are
+unique within a metric, so a table's distinct keys are the first metric's points plus the other
+metrics' keys it did not have, and those are tracked in a small temporary table with the ctid
+of their row before the insert (an UPDATE moves a row to a new ctid: that row was filled).
+Both paths read the stored jsonb, so they see the same numbers (jsonb has no ``-0.0``, for one).
 """
 
 from __future__ import annotations
@@ -338,13 +341,21 @@ def _points_select(metric: PlannedMetric, columns: Sequence[str]) -> str:
 def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: bool) -> str:
     """INSERT ... SELECT of the points of ``metrics``; a failed check makes the key NULL.
 
-    One metric: its points as they are. Several: grouped by key, each column taking its first
-    value in payload order; a key twice within one metric makes the key NULL as well.
+    A plain INSERT (``merge=False``, one metric): its points as they are; a key twice fails the
+    unique index. Otherwise grouped by key, each column taking its first value in payload order,
+    and a key twice within one metric makes the key NULL: ON CONFLICT alone would not refuse it
+    when the row exists and neither occurrence changes it (DO UPDATE ... WHERE false only locks).
     """
     columns = [c for c in table.values if c == "source_device" or any(
         f.column == c for m in metrics for f in m.spec.fields)]
-    if len(metrics) == 1:
+    if not merge and len(metrics) == 1:
         source = f"SELECT key, {', '.join(columns)} FROM ({_points_select(metrics[0], columns)}) s"
+    elif len(metrics) == 1:  # one metric: a group of one point, or a repeated key
+        picks = ", ".join(f"min({c})" for c in columns)
+        source = (
+            f"SELECT CASE WHEN count(*) = 1 THEN key END, {picks} "
+            f"FROM ({_points_select(metrics[0], columns)}) s GROUP BY key"
+        )
     else:
         union = " UNION ALL ".join(f"({_points_select(m, columns)})" for m in metrics)
         picks = ", ".join(f"(array_agg({c} ORDER BY position) FILTER (WHERE {c} IS NOT NULL))[1]" for c in columns)
