@@ -1,13 +1,14 @@
-"""The parser's rules for simple metrics, compiled to SQL: PostgreSQL expands and inserts those rows.
+"""The parser's rules for simple metrics, compiled to SQL: PostgreSQL reads those points itself.
 
 Heart rate, blood pressure and activity points are nearly all of an export's rows. For them the
-Python parser (:mod:`recovery_lib.payload`, the reference) costs more per row than PostgreSQL's
-own insert, so the default ``insert_method='sql'`` writes them with one ``INSERT ... SELECT`` per
-metric straight from the stored jsonb. The statements are built from the same
-:data:`~recovery_lib.payload_metrics.METRICS` the parser uses (keys, columns, limits, unit factors).
+Python parser (:mod:`recovery_lib.payload`, the reference) costs more per point than PostgreSQL's
+own insert, so PostgreSQL expands them from the stored jsonb with statements built from the same
+:data:`~recovery_lib.payload_metrics.METRICS` the parser uses (keys, columns, limits, unit
+factors): :mod:`recovery_lib.sql_insert` writes them (``insert_method='sql'``, the default), and
+:func:`expected_keys` lists their keys for reconciliation (discovery, dry run, verify, monitor).
 
-    >>> plan = plan_payload(cursor, ingestion_id, latest)     # None: the parser does it all
-    >>> reports = insert_planned(cursor, plan, user_id)        # None: rolled back, parser does it all
+    >>> plan = plan_payload(cursor, ingestion_id, latest)      # None: the parser does it all
+    >>> listed = expected_keys(cursor, ingestion_id, latest)   # None: the parser lists them all
 
 SQL takes only what it can do exactly like the parser, and leaves no trace otherwise:
 
@@ -17,34 +18,23 @@ SQL takes only what it can do exactly like the parser, and leaves no trace other
   :data:`DATE_OFFSETS`) between 1970 and ``latest``, bare JSON numbers inside the limits, no key
   twice within a metric.
 
-Any other point makes its statement fail: the guard turns the natural key into NULL (a NOT NULL
-violation), a cast refuses a string, a unique index refuses a repeated key. The caller's
-savepoint is then rolled back and the Python parser reads the whole payload, so every rejection
-is still named, counted and reported by the reference. ``tests/test_payload_sql.py`` holds both
-paths to the same rows and counts. Sleep and workouts always go through the parser.
-
-Within a table, the first metric is written by one statement (a plain INSERT when the user has
-no rows in its date range, the large metric of an export usually is), then the table's other
-metrics by one statement grouped by key, each column taking its first value in payload order;
-both fill NULL columns and never overwrite, as the parser's merge. Counts are exact: keys are
-unique within a metric, so a table's distinct keys are the first metric's points plus the other
-metrics' keys it did not have, and those are tracked in a small temporary table with the ctid
-of their row before the insert (an UPDATE moves a row to a new ctid: that row was filled).
-Both paths read the stored jsonb, so they see the same numbers (jsonb has no ``-0.0``, for one).
+For any other point :func:`points_select` yields a NULL key or a statement fails (a cast
+refuses a string); the caller rolls back to its savepoint and the Python parser reads the whole
+payload, so every rejection is still named, counted and reported by the reference.
+``tests/test_payload_sql.py`` holds both to the same rows, counts and rejections. Sleep and
+workouts always go through the parser. Both read the stored jsonb, so they see the same numbers
+(jsonb has no ``-0.0``, for one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from recovery_lib import batching
 from recovery_lib.payload_metrics import METRICS, Field, MetricSpec
 from recovery_lib.payload_values import unit_factor
-from recovery_lib.report import TableReport
-from recovery_lib.schema import METRIC_TABLES, MetricTable
 
 # The exporter's date format only: PostgreSQL's timestamptz input also takes "24:00:00", leap
 # seconds, month names and dates without an offset, which the parser refuses or reads otherwise.
@@ -61,15 +51,15 @@ UNIQUE_VIOLATION = "23505"
 SIMPLE_METRICS = sorted(name for name, spec in METRICS.items() if spec.kind == "simple")
 
 _METRICS_TABLE = "sql_path_metrics"
-_KEYS_TABLE = "sql_path_keys"
+KEYS_TABLE = "sql_path_keys"
 _TEMP_TABLES = (
     # The simple metrics of the payload being recovered, copied once: every statement that reads
     # raw_payload itself would decompress the whole jsonb again (22 ms for a 13 MB export).
     # EXTERNAL: stored uncompressed, read back without decompressing.
     f"CREATE TEMP TABLE {_METRICS_TABLE} (position int NOT NULL, value jsonb NOT NULL) ON COMMIT DELETE ROWS",
     f"ALTER TABLE {_METRICS_TABLE} ALTER COLUMN value SET STORAGE EXTERNAL",
-    # Distinct keys of a table's metrics and the ctid of their row before the inserts.
-    f"CREATE TEMP TABLE {_KEYS_TABLE} (key timestamptz NOT NULL, pre_ctid tid) ON COMMIT DELETE ROWS",
+    # sql_insert's: distinct keys of a table's metrics and the ctid of their row before the inserts.
+    f"CREATE TEMP TABLE {KEYS_TABLE} (key timestamptz NOT NULL, pre_ctid tid) ON COMMIT DELETE ROWS",
 )
 # Metrics this large are read in place: the statements that read one are few, and copying 12 MB
 # into a temporary table (in 2 kB TOAST chunks) costs more than decompressing the payload again.
@@ -95,10 +85,6 @@ WHERE r.id = %(ingestion_id)s
 """
 
 
-class SqlPathMismatch(Exception):
-    """The counts of a table do not add up: roll back and let the parser do the payload."""
-
-
 @dataclass(frozen=True)
 class PlannedMetric:
     """One metric of the payload that SQL writes: its position, spec and unit factors per column."""
@@ -109,11 +95,12 @@ class PlannedMetric:
     factors: dict[str, float]
     first_date: str | None
     last_date: str | None
+    copied: bool = False  # in the temporary metrics table; else read in place from raw_payload
 
     def points_from(self) -> str:
         """FROM ... WHERE yielding ``p.value``, each point of the metric (copied, or in place)."""
         position = int(self.position)
-        if self.points < COPY_POINTS_MAX:
+        if self.copied:
             return (
                 f"FROM {_METRICS_TABLE} m CROSS JOIN LATERAL jsonb_array_elements(m.value->'data') AS p(value) "
                 f"WHERE m.position = {position}"
@@ -139,40 +126,85 @@ class SqlPlan:
         return sorted(m.position for metrics in self.tables.values() for m in metrics)
 
 
-def plan_payload(cursor: Any, ingestion_id: str, latest: datetime) -> SqlPlan | None:
+def plan_payload(cursor: Any, ingestion_id: str, latest: datetime, *, copy: bool = True) -> SqlPlan | None:
     """The SQL plan for a stored payload, or None when any simple metric needs the parser.
 
-    Call only on a payload whose structure ``fetch.structure_ok`` accepted. Copies the simple
-    metrics below ``COPY_POINTS_MAX`` points into a temporary table that the inserts read
-    (emptied at commit).
+    Call only on a payload whose structure ``fetch.structure_ok`` accepted. With ``copy``, the
+    metrics below ``COPY_POINTS_MAX`` points are copied into a temporary table that the inserts
+    read (emptied at commit); without, every metric is read in place (READ ONLY transactions).
     """
-    cursor.execute(f"SELECT to_regclass('pg_temp.{_METRICS_TABLE}') IS NULL")
-    if cursor.fetchone()[0]:
-        for ddl in _TEMP_TABLES:  # once per connection: ALTER on every payload would churn the catalog
-            cursor.execute(ddl)
-    cursor.execute(f"DELETE FROM {_METRICS_TABLE}")
     cursor.execute(_HEADERS_SQL, {"ingestion_id": ingestion_id, "names": SIMPLE_METRICS})
     plan = SqlPlan(ingestion_id, latest)
     names: set[str] = set()
     for position, name, units, points, first_date, last_date in sorted(cursor.fetchall()):
-        spec = METRICS[name]  # the copy took simple metrics only
+        spec = METRICS[name]  # the query took simple metrics only
         if name in names:
             return None  # a metric listed twice: the parser rejects its repeated keys
         names.add(name)
         factors = _factors(spec, units)
         if factors is None:
             return None
+        copied = copy and points < COPY_POINTS_MAX
         plan.tables.setdefault(spec.table, []).append(
-            PlannedMetric(position, spec, points, factors, first_date, last_date)
+            PlannedMetric(position, spec, points, factors, first_date, last_date, copied)
         )
     if not plan.tables:
         return None
-    small = [m.position for metrics in plan.tables.values() for m in metrics if m.points < COPY_POINTS_MAX]
-    if small:
-        small.sort()
-        path = f"strict $.data.metrics[{', '.join(str(int(p)) for p in small)}]"
-        cursor.execute(_COPY_SQL, {"ingestion_id": ingestion_id, "positions": small, "path": path})
+    if copy:
+        cursor.execute(f"SELECT to_regclass('pg_temp.{_METRICS_TABLE}') IS NULL")
+        if cursor.fetchone()[0]:
+            for ddl in _TEMP_TABLES:  # once per connection: ALTER on every payload would churn the catalog
+                cursor.execute(ddl)
+        cursor.execute(f"DELETE FROM {_METRICS_TABLE}")
+        small = sorted(m.position for metrics in plan.tables.values() for m in metrics if m.copied)
+        if small:
+            path = f"strict $.data.metrics[{', '.join(str(int(p)) for p in small)}]"
+            cursor.execute(_COPY_SQL, {"ingestion_id": ingestion_id, "positions": small, "path": path})
     return plan
+
+
+def expected_keys(
+    cursor: Any, ingestion_id: str, latest: datetime
+) -> tuple[dict[str, list[datetime]], list[int]] | None:
+    """The distinct keys of the payload's simple metrics per table, and the metric positions read.
+
+    None when the parser must read the whole payload (as for :func:`plan_payload`, or any point
+    it would reject). Read-only: no temporary table, one statement per table, under a savepoint.
+
+        >>> keys, positions = expected_keys(cursor, ingestion_id, latest)
+    """
+    plan = plan_payload(cursor, ingestion_id, latest, copy=False)
+    if plan is None:
+        return None
+    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+    cursor.execute("SAVEPOINT sql_keys")
+    found: dict[str, list[datetime]] = {}
+    try:
+        for name, metrics in plan.tables.items():
+            union = " UNION ALL ".join(f"({points_select(m, [])})" for m in metrics)
+            cursor.execute(
+                # A refused point (NULL key) or a key twice within one metric: the parser's business.
+                f"SELECT count(*) FILTER (WHERE key IS NULL) = 0 AND count(*) = count(DISTINCT (position, key)), "
+                f"array_agg(DISTINCT key) FILTER (WHERE key IS NOT NULL) FROM ({union}) s",
+                statement_params(plan),
+            )
+            canonical, keys = cursor.fetchone()
+            if not canonical:
+                cursor.execute("ROLLBACK TO SAVEPOINT sql_keys")
+                return None
+            found[name] = sorted(key.astimezone(UTC) for key in keys or [])
+    except Exception as exc:
+        if not is_fallback_error(exc):
+            raise
+        cursor.execute("ROLLBACK TO SAVEPOINT sql_keys")
+        return None
+    cursor.execute("RELEASE SAVEPOINT sql_keys")
+    return found, plan.positions
+
+
+def statement_params(plan: SqlPlan, **more: Any) -> dict[str, Any]:
+    """The parameters every statement built by :func:`_points_select` needs."""
+    return {"ingestion_id": plan.ingestion_id, "latest": plan.latest, "date_offsets": DATE_OFFSETS, **more}
 
 
 def _factors(spec: MetricSpec, units: object) -> dict[str, float] | None:
@@ -193,118 +225,13 @@ def is_fallback_error(exc: BaseException) -> bool:
     return code[:2] in FALLBACK_SQLSTATE_CLASSES
 
 
-def insert_planned(cursor: Any, plan: SqlPlan, user_id: str) -> dict[str, TableReport] | None:
-    """Write the planned metrics; the reports per table, or None after rolling everything back.
-
-    Runs inside the caller's transaction, under its own savepoint.
-    """
-    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # the date check compares with timestamp::text
-    cursor.execute("SAVEPOINT sql_path")
-    try:
-        reports = {name: _write_table(cursor, plan, METRIC_TABLES[name], metrics, user_id)
-                   for name, metrics in plan.tables.items()}
-    except Exception as exc:
-        if not (is_fallback_error(exc) or isinstance(exc, SqlPathMismatch)):
-            raise
-        cursor.execute("ROLLBACK TO SAVEPOINT sql_path")
-        return None
-    cursor.execute("RELEASE SAVEPOINT sql_path")
-    return reports
-
-
-def _write_table(
-    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: list[PlannedMetric], user_id: str
-) -> TableReport:
-    first, rest = metrics[0], metrics[1:]
-    if not _rows_in_range(cursor, table, metrics, user_id):
-        # Likely no row of these keys exists: the first metric goes in with a plain INSERT (no
-        # ON CONFLICT, the cheaper statement) and only the other metrics' keys are tracked.
-        cursor.execute("SAVEPOINT sql_path_table")
-        try:
-            _fill_keys(cursor, plan, table, rest, user_id)
-            first_inserted = _insert(cursor, plan, table, [first], user_id, merge=False)
-            cursor.execute("RELEASE SAVEPOINT sql_path_table")
-        except Exception as exc:
-            # A key the probe did not see (outside the first/last dates, a concurrent writer,
-            # a key twice in the metric): redo this table with ON CONFLICT.
-            if getattr(exc, "pgcode", None) != UNIQUE_VIOLATION:
-                raise
-            cursor.execute("ROLLBACK TO SAVEPOINT sql_path_table")
-        else:
-            # Tracked keys that did not exist before and exist now came from the first metric.
-            cursor.execute(
-                f"SELECT count(*) FROM {_KEYS_TABLE} k JOIN {table.name} t "
-                f"ON t.user_id = %(user_id)s AND t.{table.key} = k.key WHERE k.pre_ctid IS NULL",
-                {"user_id": user_id},
-            )
-            overlap = int(cursor.fetchone()[0])
-            inserted = first_inserted + _insert(cursor, plan, table, rest, user_id, merge=True)
-            # The plain INSERT proved the first metric's keys new, so they add no "before" rows.
-            return _report(cursor, table, user_id, inserted, extra_keys=first_inserted - overlap)
-    _fill_keys(cursor, plan, table, metrics, user_id)
-    inserted = sum(_insert(cursor, plan, table, part, user_id, merge=True) for part in ([first], rest))
-    return _report(cursor, table, user_id, inserted, extra_keys=0)
-
-
-def _report(cursor: Any, table: MetricTable, user_id: str, inserted: int, extra_keys: int) -> TableReport:
-    """Counts from the keys table (``extra_keys``: new keys that are not in it).
-
-    A key's row existed before when the keys table recorded its ctid, and was filled when that
-    row version has since been replaced (an UPDATE writes a new version at a new ctid).
-    """
-    cursor.execute(
-        f"SELECT count(*), count(k.pre_ctid), (SELECT count(*) FROM {_KEYS_TABLE} f JOIN {table.name} t "
-        f"ON t.user_id = %(user_id)s AND t.{table.key} = f.key "
-        f"WHERE f.pre_ctid IS NOT NULL AND t.ctid <> f.pre_ctid) FROM {_KEYS_TABLE} k",
-        {"user_id": user_id},
-    )
-    tracked, before, filled = cursor.fetchone()
-    expected = tracked + extra_keys
-    if expected - before != inserted:
-        # Every key exists after the ON CONFLICT statements and each new one was inserted once;
-        # anything else means the bookkeeping is wrong, and the parser should do this payload.
-        raise SqlPathMismatch(f"{table.name}: {expected} keys, {before} before, but {inserted} inserted")
-    return TableReport(expected, before, inserted, filled, expected)
-
-
-def _rows_in_range(cursor: Any, table: MetricTable, metrics: Sequence[PlannedMetric], user_id: str) -> bool:
-    """Whether the user has rows between the metrics' first and last dates (a hint, not a proof)."""
-    dates = [d for m in metrics for d in (m.first_date, m.last_date) if d is not None]
-    if not dates:
-        return False
-    cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {table.name} WHERE user_id = %(user_id)s AND {table.key} "
-        f"BETWEEN (SELECT min(d::timestamptz) FROM unnest(%(dates)s::text[]) d) "
-        f"AND (SELECT max(d::timestamptz) FROM unnest(%(dates)s::text[]) d))",
-        {"user_id": user_id, "dates": dates},
-    )
-    return bool(cursor.fetchone()[0])
-
-
-def _fill_keys(
-    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: Sequence[PlannedMetric], user_id: str
-) -> None:
-    """Keys table := the distinct keys of ``metrics``, each with the ctid of its row if one exists."""
-    cursor.execute(f"DELETE FROM {_KEYS_TABLE}")  # not TRUNCATE: no new relfilenode per table
-    if not metrics:
-        return
-    dates = " UNION ALL ".join(f"SELECT p.value->>'date' AS d {m.points_from()}" for m in metrics)
-    # A date the guard would refuse is counted here, but its insert then fails and undoes all.
-    cursor.execute(
-        f"INSERT INTO {_KEYS_TABLE} (key, pre_ctid) SELECT k.key, t.ctid FROM "
-        f"(SELECT DISTINCT d::timestamptz AS key FROM ({dates}) s WHERE d IS NOT NULL) k "
-        f"LEFT JOIN {table.name} t ON t.user_id = %(user_id)s AND t.{table.key} = k.key",
-        {"user_id": user_id, "ingestion_id": plan.ingestion_id},
-    )
-
-
 def _raw(f: Field) -> str:
     """The first of the field's keys present and not null, as jsonb (``point.get`` in the parser)."""
     picks = [f"NULLIF(p.value->'{key}', 'null'::jsonb)" for key in f.keys]
     return picks[0] if len(picks) == 1 else f"COALESCE({', '.join(picks)})"
 
 
-def _points_select(metric: PlannedMetric, columns: Sequence[str]) -> str:
+def points_select(metric: PlannedMetric, columns: Sequence[str]) -> str:
     """One row per point of ``metric``: position, key (NULL when a check fails) and ``columns``.
 
     Each point's values are extracted once (the OFFSET 0 subquery is not flattened into the
@@ -331,59 +258,7 @@ def _points_select(metric: PlannedMetric, columns: Sequence[str]) -> str:
         filled[f.column] = f"x.v{number}"
     values.append("CASE WHEN jsonb_typeof(p.value->'source') = 'string' THEN p.value->>'source' END AS source")
     filled["source_device"] = "x.source"
-    selected = [f"{filled.get(c, 'NULL::float8')} AS {c}" for c in columns]
-    return (
-        f"SELECT {position} AS position, CASE WHEN {' AND '.join(checks)} THEN x.d::timestamptz END AS key, "
-        f"{', '.join(selected)} FROM (SELECT {', '.join(values)} {metric.points_from()} OFFSET 0) x"
-    )
+    selected = [f"{position} AS position", f"CASE WHEN {' AND '.join(checks)} THEN x.d::timestamptz END AS key"]
+    selected += [f"{filled.get(c, 'NULL::float8')} AS {c}" for c in columns]
+    return f"SELECT {', '.join(selected)} FROM (SELECT {', '.join(values)} {metric.points_from()} OFFSET 0) x"
 
-
-def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: bool) -> str:
-    """INSERT ... SELECT of the points of ``metrics``; a failed check makes the key NULL.
-
-    A plain INSERT (``merge=False``, one metric): its points as they are; a key twice fails the
-    unique index. Otherwise grouped by key, each column taking its first value in payload order,
-    and a key twice within one metric makes the key NULL: ON CONFLICT alone would not refuse it
-    when the row exists and neither occurrence changes it (DO UPDATE ... WHERE false only locks).
-    """
-    columns = [c for c in table.values if c == "source_device" or any(
-        f.column == c for m in metrics for f in m.spec.fields)]
-    if not merge and len(metrics) == 1:
-        source = f"SELECT key, {', '.join(columns)} FROM ({_points_select(metrics[0], columns)}) s"
-    elif len(metrics) == 1:  # one metric: a group of one point, or a repeated key
-        picks = ", ".join(f"min({c})" for c in columns)
-        source = (
-            f"SELECT CASE WHEN count(*) = 1 THEN key END, {picks} "
-            f"FROM ({_points_select(metrics[0], columns)}) s GROUP BY key"
-        )
-    else:
-        union = " UNION ALL ".join(f"({_points_select(m, columns)})" for m in metrics)
-        picks = ", ".join(f"(array_agg({c} ORDER BY position) FILTER (WHERE {c} IS NOT NULL))[1]" for c in columns)
-        source = (
-            f"SELECT CASE WHEN count(*) = count(DISTINCT position) THEN key END, {picks} "
-            f"FROM ({union}) s GROUP BY key"
-        )
-    insert = (
-        f"INSERT INTO {table.name} AS t (user_id, {table.key}, {', '.join(columns)}) "
-        f"SELECT %(user_id)s, * FROM ({source}) rows"
-    )
-    if not merge:
-        return insert  # every row it writes is new: the row count says it all
-    sets, changed = batching.update_clause(table)
-    return (
-        f"WITH written AS ({insert} ON CONFLICT (user_id, {table.key}) DO UPDATE SET {sets} WHERE {changed} "
-        "RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted) FROM written"
-    )
-
-
-def _insert(
-    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: Sequence[PlannedMetric], user_id: str, *, merge: bool
-) -> int:
-    """Rows inserted (not filled) by writing ``metrics`` (nothing to write: 0)."""
-    if not metrics:
-        return 0
-    cursor.execute(
-        _insert_sql(table, metrics, merge),
-        {"user_id": user_id, "ingestion_id": plan.ingestion_id, "latest": plan.latest, "date_offsets": DATE_OFFSETS},
-    )
-    return int(cursor.fetchone()[0]) if merge else int(cursor.rowcount)

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib import fetch, payload
+from recovery_lib import fetch, payload, payload_sql
 from recovery_lib.schema import METRIC_TABLES
 
 _log = logging.getLogger(__name__)
@@ -88,12 +88,26 @@ class IngestionReconciliation:
         }
 
 
-def expected_keys(conn: Connection, ingestion_id: str, *, now: datetime | None = None) -> Expectation:
-    """Parse one stored payload (streamed) and collect its distinct keys per table."""
+def expected_keys(
+    conn: Connection, ingestion_id: str, *, now: datetime | None = None, use_sql: bool = True
+) -> Expectation:
+    """The distinct keys per table one stored payload implies, and what could not become a row.
+
+    With ``use_sql``, PostgreSQL lists the keys of the simple metrics when it can do so exactly
+    like the parser (:func:`payload_sql.expected_keys`); the parser streams the rest, or all.
+    """
     parser = payload.PayloadParser(now=now)
     keys: dict[str, set[datetime]] = {name: set() for name in METRIC_TABLES}
+    skip: list[int] = []
+    if use_sql and fetch.structure_ok(conn, ingestion_id):
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            listed = payload_sql.expected_keys(cursor, ingestion_id, parser.latest)
+        if listed is not None:
+            for name, found in listed[0].items():
+                keys[name].update(found)
+            skip = listed[1]
     try:
-        for row in parser.rows(fetch.stream_items(conn, ingestion_id)):
+        for row in parser.rows(fetch.stream_items(conn, ingestion_id, skip_points=skip)):
             keys[row.table].add(row.key)
     except payload.PayloadError as exc:
         return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)

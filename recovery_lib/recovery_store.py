@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from recovery_lib import batching, fetch, payload, payload_sql, reconcile
+from recovery_lib import batching, fetch, payload, payload_sql, reconcile, sql_insert
 from recovery_lib.batching import BatchConfig
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL, checksum_matches
 from recovery_lib.report import IngestionOutcome, RecoveryReport, TableReport
@@ -35,8 +35,9 @@ def merge_payload(
 ) -> tuple[str, str] | None:
     """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
 
-    ``method``: ``sql`` (simple metrics written by PostgreSQL, see :mod:`payload_sql`; the rest
-    like ``copy``), ``copy`` (the parser's rows through COPY staging) or ``insert`` (multi-row INSERT).
+    ``method``: ``sql`` (simple metrics written by PostgreSQL, see :mod:`sql_insert`; the rest
+    like ``copy``), ``copy`` (the parser's rows through COPY staging) or ``insert`` (multi-row
+    INSERT chunks).
     """
     parser = payload.PayloadParser(now=now)
     try:
@@ -74,7 +75,7 @@ def _sql_path(
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         plan = payload_sql.plan_payload(cursor, candidate.ingestion_id, latest)
-        reports = payload_sql.insert_planned(cursor, plan, candidate.user_id) if plan else None
+        reports = sql_insert.insert_planned(cursor, plan, candidate.user_id) if plan else None
     finally:
         cursor.close()
     return (reports, plan.positions) if plan and reports is not None else None
@@ -174,7 +175,8 @@ def preview_one(
         if outcome.checksum == "mismatched":
             outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
             return outcome
-        expectation = reconcile.expected_keys(conn, candidate.ingestion_id, now=report.started_at)
+        expectation = reconcile.expected_keys(conn, candidate.ingestion_id, now=report.started_at,
+                                              use_sql=options.insert_method == "sql")
         outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
         for name, keys in expectation.keys.items():
             present = reconcile.count_present(conn, candidate.user_id, name, keys) if keys else 0

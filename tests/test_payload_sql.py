@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from recovery_lib import payload_sql, recovery
+from recovery_lib import payload_sql, reconcile, recovery
+from recovery_lib.payload import PayloadParser
 from recovery_lib.payload_metrics import METRICS, Field
 from recovery_lib.payload_values import unit_factor
 from recovery_lib.schema import METRIC_TABLES
@@ -694,3 +695,56 @@ def test_any_payload_of_simple_metrics_ends_like_the_parser(engine, payload, pre
 
     sql, _ = both_methods(engine, scenario)
     event("sql path" if sql.sql_tables()[0] else "parser only")
+
+
+# ------------------------------------------------------------------ 6. expected keys (reconciliation)
+# Discovery, the dry run, verify and the monitor's deep check reconcile with
+# reconcile.expected_keys, which lets PostgreSQL list the simple metrics' keys when it can do so
+# exactly like the parser. The same payloads must give the same expectation either way.
+
+NOW = datetime.now(UTC)
+
+
+def both_expectations(engine: Engine, payload: Any) -> bool:
+    """Assert that expected_keys with and without SQL agree on ``payload``; whether SQL listed keys."""
+    reset_schema(engine)
+    ingestion = add_ingestion(engine, add_user(engine), payload, errors=PARAM_LIMIT_ERROR)
+    with engine.connect() as conn:
+        by_parser = reconcile.expected_keys(conn, ingestion, now=NOW, use_sql=False)
+        with_sql = reconcile.expected_keys(conn, ingestion, now=NOW)
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            listed = payload_sql.expected_keys(cursor, ingestion, PayloadParser(now=NOW).latest)
+    assert with_sql == by_parser
+    return listed is not None
+
+
+@pytest.mark.parametrize(("point", "sql_takes_it"), [c[1:] for c in HEART_RATE_POINTS],
+                         ids=[c[0] for c in HEART_RATE_POINTS])
+def test_heart_rate_point_gives_the_parsers_expected_keys(engine, point, sql_takes_it):
+    payload = envelope(metric("heart_rate", hr(0), point, hr(2), units="count/min"),
+                       metric("step_count", qty(0, 10), qty(1, 20)), SLEEP, workouts=WORKOUTS)
+
+    assert both_expectations(engine, payload) is sql_takes_it
+
+
+@pytest.mark.parametrize(("metrics", "sql_takes_it"), [c[1:] for c in PAYLOADS], ids=[c[0] for c in PAYLOADS])
+def test_payload_gives_the_parsers_expected_keys(engine, metrics, sql_takes_it):
+    assert both_expectations(engine, envelope(*metrics)) is sql_takes_it
+
+
+def test_keys_shared_by_several_metrics_are_listed_once(engine):
+    payload = envelope(metric("heart_rate", hr(0), hr(1)), metric("resting_heart_rate", qty(1, 55), qty(2, 56)),
+                       metric("step_count", qty(0, 5)), metric("active_energy", qty(0, 10), units="kcal"))
+
+    assert both_expectations(engine, payload)
+    with engine.connect() as conn:
+        ingestion = conn.execute(sa.text("SELECT id::text FROM raw_ingestions")).scalar_one()
+        keys = reconcile.expected_keys(conn, ingestion, now=NOW).keys
+    assert len(keys["heart_rate_metrics"]) == 3 and len(keys["activity_metrics"]) == 1
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(payload=payloads())
+def test_any_payload_of_simple_metrics_gives_the_parsers_expected_keys(engine, payload):
+    event("sql listed the keys" if both_expectations(engine, payload) else "parser only")
