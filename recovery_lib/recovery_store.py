@@ -175,8 +175,10 @@ def preview_one(
         if outcome.checksum == "mismatched":
             outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
             return outcome
-        expectation = reconcile.expected_keys(conn, candidate.ingestion_id, now=report.started_at,
-                                              use_sql=options.insert_method == "sql")
+        expectation = reconcile.expected_keys(
+            conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",
+            payload_size=candidate.payload_size_bytes,
+        )
         outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
         for name, keys in expectation.keys.items():
             present = reconcile.count_present(conn, candidate.user_id, name, keys) if keys else 0
