@@ -60,7 +60,7 @@ def run(ctx: Any) -> Any:
                 timings[label] = time.perf_counter() - start
                 note = ""
                 if deep and attempt == "first":
-                    note = "lists every payload's keys of the window (SQL and parser), fills reconciliation_cache"
+                    note = "reads every payload of the window (exports this small go to the parser), fills reconciliation_cache"
                 elif deep:
                     note = "joins against reconciliation_cache"
                 result.add(f"monitor {label}", timings[label], "s", note)
