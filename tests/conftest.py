@@ -6,7 +6,9 @@ for the session. Each test that asks for ``engine`` gets a freshly created, empt
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -24,6 +26,9 @@ def database_url() -> Iterator[str]:
         yield url
         return
     folder = tempfile.mkdtemp(prefix="recovery-test-pg-")
+    # atexit runs last-in first-out: registered before the server's own cleanup (which stops it
+    # and deletes data/), this removes the then empty folder after it.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     yield db.embedded_url(os.path.join(folder, "data"), cleanup_mode="delete")
 
 
