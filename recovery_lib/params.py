@@ -141,11 +141,23 @@ def validate_since(value: Any, *, name: str = "since", now: datetime | None = No
     if match:
         amount = int(match.group(1)) * (24 if match.group(2).lower().startswith("d") else 1)
         return now - timedelta(hours=validate_hours(amount, name=name))
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    parsed = parse_instant(text)
+    if parsed is None:
         raise ParameterError(
             f"{name} must be an ISO date/time (2024-02-06 or 2024-02-06T14:30:00Z) or a duration like 24h or 7d, "
             f"got {_shown(value)}"
-        ) from None
+        )
+    return parsed
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO-8601 date/time (``Z`` allowed; no zone means UTC), or None.
+
+    >>> parse_instant("2024-02-06T14:30:00Z")
+    datetime.datetime(2024, 2, 6, 14, 30, tzinfo=datetime.timezone.utc)
+    """
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
-from recovery_lib import db, schema
+from recovery_lib import db, params, schema
 from recovery_lib.simulate import (
     IncidentExistsError,
     database_summary,
@@ -41,13 +41,10 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
 
 
 def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be an ISO date/time like 2024-02-06T15:00:00Z, got {text!r}"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = params.parse_instant(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be an ISO date/time like 2024-02-06T15:00:00Z, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
