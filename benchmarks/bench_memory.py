@@ -99,7 +99,8 @@ def run(ctx: Any) -> Any:
                       "" if judged else f"payload scaled down to {huge_bytes / 1e6:,.0f} MB; judged at scale 1 only")
         result.note(
             "The jsonb of the huge payload is about 1.3x its text, so 200 MB of text is close to what one jsonb "
-            f"value can hold ({JSONB_LIMIT:,} bytes); the server expands it, the client streams points."
+            f"value can hold ({JSONB_LIMIT:,} bytes); the server expands it and writes the simple metrics, "
+            "the client streams the rest (sleep, workouts)."
         )
     return result
 

@@ -60,7 +60,8 @@ def run(ctx: Any) -> Any:
                 timings[label] = time.perf_counter() - start
                 note = ""
                 if deep and attempt == "first":
-                    note = "reads every payload of the window (exports this small go to the parser), fills reconciliation_cache"
+                    note = ("reads every payload of the window (exports this small go to the parser), "
+                            "fills reconciliation_cache")
                 elif deep:
                     note = "joins against reconciliation_cache"
                 result.add(f"monitor {label}", timings[label], "s", note)
