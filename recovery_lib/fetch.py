@@ -92,15 +92,17 @@ def structure_ok(conn: Connection, ingestion_id: str) -> bool:
 
 
 def stream_items(
-    conn: Connection, ingestion_id: str, *, fetch_size: int = 5000, skip_points: Sequence[int] = ()
+    conn: Connection, ingestion_id: str, *, fetch_size: int = 5000, skip_points: Sequence[int] = (),
+    known_structure_ok: bool | None = None,
 ) -> Iterator[Item]:
     """Items for :meth:`payload.PayloadParser.rows` from one stored payload, streamed.
 
-    ``skip_points``: positions of metrics whose points were written elsewhere (by SQL, see
-    :mod:`recovery_lib.payload_sql`); they still arrive as a metric with no points. Passing any
-    means the caller has checked the structure, so it is not checked again.
+    ``skip_points``: positions of metrics whose points were read elsewhere (by SQL, see
+    :mod:`recovery_lib.payload_sql`); they still arrive as a metric with no points.
+    ``known_structure_ok``: :func:`structure_ok` when the caller has it already.
     """
-    if not skip_points and not structure_ok(conn, ingestion_id):
+    ok = structure_ok(conn, ingestion_id) if known_structure_ok is None else known_structure_ok
+    if not ok:
         # Decoded jsonb: a string scalar is a string, not JSON text to parse again.
         yield from payload.iter_object_items(fetch_payload(conn, ingestion_id))
         return

@@ -105,7 +105,10 @@ def expected_keys(
     skip: list[int] = []
     if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
         use_sql = False
-    if use_sql and fetch.structure_ok(conn, ingestion_id):
+    shaped: bool | None = None
+    if use_sql:
+        shaped = fetch.structure_ok(conn, ingestion_id)
+    if shaped:
         with conn.connection.dbapi_connection.cursor() as cursor:
             listed = payload_sql.expected_keys(cursor, ingestion_id, parser.latest)
         if listed is not None:
@@ -113,7 +116,7 @@ def expected_keys(
                 keys[name].update(found)
             skip = listed[1]
     try:
-        for row in parser.rows(fetch.stream_items(conn, ingestion_id, skip_points=skip)):
+        for row in parser.rows(fetch.stream_items(conn, ingestion_id, skip_points=skip, known_structure_ok=shaped)):
             keys[row.table].add(row.key)
     except payload.PayloadError as exc:
         return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)

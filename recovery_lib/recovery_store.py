@@ -45,9 +45,10 @@ def merge_payload(
             _insert_path(conn, candidate.user_id, parser, fetch.stream_items(conn, candidate.ingestion_id),
                          outcome, config)
         else:
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" else None
-            skip = written[1] if written else []
-            items = fetch.stream_items(conn, candidate.ingestion_id, skip_points=skip)
+            shaped = fetch.structure_ok(conn, candidate.ingestion_id)
+            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped else None
+            items = fetch.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
+                                       known_structure_ok=shaped)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)
             if written:
                 outcome.tables.update(written[0])
@@ -69,9 +70,10 @@ def merge_payload(
 def _sql_path(
     conn: Connection, candidate: Candidate, latest: datetime
 ) -> tuple[dict[str, TableReport], list[int]] | None:
-    """The tables SQL wrote and the metric positions it covered; None leaves everything to the parser."""
-    if not fetch.structure_ok(conn, candidate.ingestion_id):
-        return None
+    """The tables SQL wrote and the metric positions it covered; None leaves everything to the parser.
+
+    Call only on a payload whose structure ``fetch.structure_ok`` accepted.
+    """
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         plan = payload_sql.plan_payload(cursor, candidate.ingestion_id, latest)
