@@ -88,19 +88,25 @@ def _copy_path(
     outcome: IngestionOutcome, config: BatchConfig,
 ) -> None:
     cursor = conn.connection.dbapi_connection.cursor()
-    for table in METRIC_TABLES.values():
-        cursor.execute(batching.staging_ddl(table))
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any]]]] = {name: [] for name in METRIC_TABLES}
     limits = {name: config.chunk_size(name) for name in METRIC_TABLES}  # looked up once, not per row
     staged: Counter[str] = Counter()
+
+    def stage(name: str) -> None:
+        if not buffers[name]:
+            return
+        if name not in staged:  # only the tables that get rows (with the SQL path: sleep, workouts)
+            cursor.execute(batching.staging_ddl(METRIC_TABLES[name]))
+        staged[name] += batching.copy_rows(cursor, METRIC_TABLES[name], buffers[name])
+        buffers[name].clear()
+
     for seq, row in enumerate(parser.rows(items)):
         buffer = buffers[row.table]
         buffer.append((seq, row.key, row.values))
         if len(buffer) >= limits[row.table]:
-            staged[row.table] += batching.copy_rows(cursor, METRIC_TABLES[row.table], buffer)
-            buffer.clear()
-    for name, buffer in buffers.items():
-        staged[name] += batching.copy_rows(cursor, METRIC_TABLES[name], buffer)
+            stage(row.table)
+    for name in METRIC_TABLES:
+        stage(name)
     for name, table in METRIC_TABLES.items():
         if not staged[name]:
             outcome.tables[name] = TableReport()
