@@ -28,10 +28,10 @@ workouts always go through the parser. Both read the stored jsonb, so they see t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from recovery_lib.payload_metrics import METRICS, Field, MetricSpec
 from recovery_lib.payload_values import unit_factor
@@ -48,6 +48,7 @@ DATE_OFFSETS = tuple(f" {sign}{hours:02d}{minutes:02d}" for sign in "+-" for hou
 # data exceptions (a failed cast), integrity (the guard's NULL key, a repeated key).
 FALLBACK_SQLSTATE_CLASSES = ("21", "22", "23")
 UNIQUE_VIOLATION = "23505"
+T = TypeVar("T")
 SIMPLE_METRICS = sorted(name for name, spec in METRICS.items() if spec.kind == "simple")
 
 _METRICS_TABLE = "sql_path_metrics"
@@ -176,30 +177,47 @@ def expected_keys(
     plan = plan_payload(cursor, ingestion_id, latest, copy=False)
     if plan is None:
         return None
-    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")
-    cursor.execute("SAVEPOINT sql_keys")
-    found: dict[str, list[datetime]] = {}
-    try:
+
+    def listed() -> dict[str, list[datetime]]:
+        found: dict[str, list[datetime]] = {}
         for name, metrics in plan.tables.items():
             union = " UNION ALL ".join(f"({points_select(m, [])})" for m in metrics)
             cursor.execute(
-                # A refused point (NULL key) or a key twice within one metric: the parser's business.
                 f"SELECT count(*) FILTER (WHERE key IS NULL) = 0 AND count(*) = count(DISTINCT (position, key)), "
                 f"array_agg(DISTINCT key) FILTER (WHERE key IS NOT NULL) FROM ({union}) s",
                 statement_params(plan),
             )
             canonical, keys = cursor.fetchone()
             if not canonical:
-                cursor.execute("ROLLBACK TO SAVEPOINT sql_keys")
-                return None
+                raise NotForSql(f"{name}: a refused point, or a key twice within one metric")
             found[name] = sorted(key.astimezone(UTC) for key in keys or [])
+        return found
+
+    keys = run_guarded(cursor, "sql_keys", listed)
+    return None if keys is None else (keys, plan.positions)
+
+
+class NotForSql(Exception):
+    """What SQL found cannot be taken exactly like the parser: roll back and let the parser do it."""
+
+
+def run_guarded(cursor: Any, name: str, work: Callable[[], T]) -> T | None:
+    """``work()`` under savepoint ``name``; None after rolling back if the payload is not for SQL.
+
+    Not for SQL: :class:`NotForSql`, or a database error of :data:`FALLBACK_SQLSTATE_CLASSES`.
+    Anything else (a lost connection, a bug) propagates.
+    """
+    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # points_select compares dates with timestamp::text
+    cursor.execute(f"SAVEPOINT {name}")
+    try:
+        result = work()
     except Exception as exc:
-        if not is_fallback_error(exc):
+        if not (isinstance(exc, NotForSql) or is_fallback_error(exc)):
             raise
-        cursor.execute("ROLLBACK TO SAVEPOINT sql_keys")
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
         return None
-    cursor.execute("RELEASE SAVEPOINT sql_keys")
-    return found, plan.positions
+    cursor.execute(f"RELEASE SAVEPOINT {name}")
+    return result
 
 
 def statement_params(plan: SqlPlan, **more: Any) -> dict[str, Any]:

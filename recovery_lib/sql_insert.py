@@ -28,18 +28,15 @@ from recovery_lib import batching
 from recovery_lib.payload_sql import (
     KEYS_TABLE,
     UNIQUE_VIOLATION,
+    NotForSql,
     PlannedMetric,
     SqlPlan,
-    is_fallback_error,
     points_select,
+    run_guarded,
     statement_params,
 )
 from recovery_lib.report import TableReport
 from recovery_lib.schema import METRIC_TABLES, MetricTable
-
-
-class SqlPathMismatch(Exception):
-    """The counts of a table do not add up: roll back and let the parser do the payload."""
 
 
 def insert_planned(cursor: Any, plan: SqlPlan, user_id: str) -> dict[str, TableReport] | None:
@@ -47,18 +44,10 @@ def insert_planned(cursor: Any, plan: SqlPlan, user_id: str) -> dict[str, TableR
 
     Runs inside the caller's transaction, under its own savepoint.
     """
-    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # the date check compares with timestamp::text
-    cursor.execute("SAVEPOINT sql_path")
-    try:
-        reports = {name: _write_table(cursor, plan, METRIC_TABLES[name], metrics, user_id)
-                   for name, metrics in plan.tables.items()}
-    except Exception as exc:
-        if not (is_fallback_error(exc) or isinstance(exc, SqlPathMismatch)):
-            raise
-        cursor.execute("ROLLBACK TO SAVEPOINT sql_path")
-        return None
-    cursor.execute("RELEASE SAVEPOINT sql_path")
-    return reports
+    return run_guarded(cursor, "sql_path", lambda: {
+        name: _write_table(cursor, plan, METRIC_TABLES[name], metrics, user_id)
+        for name, metrics in plan.tables.items()
+    })
 
 
 def _write_table(
@@ -112,7 +101,7 @@ def _report(cursor: Any, table: MetricTable, user_id: str, inserted: int, extra_
     if expected - before != inserted:
         # Every key exists after the ON CONFLICT statements and each new one was inserted once;
         # anything else means the bookkeeping is wrong, and the parser should do this payload.
-        raise SqlPathMismatch(f"{table.name}: {expected} keys, {before} before, but {inserted} inserted")
+        raise NotForSql(f"{table.name}: {expected} keys, {before} before, but {inserted} inserted")
     return TableReport(expected, before, inserted, filled, expected)
 
 
