@@ -25,7 +25,8 @@ RUNS = 3  # medians: the first kernel start also pays cold imports
 
 def run(ctx: Any) -> Any:
     from benchmarks import BenchResult, log
-    from recovery_lib import monitor, runner, simulate
+    from recovery_lib import monitor, simulate
+    from recovery_lib.runbook import execute as runner
 
     result = BenchResult(NUMBER, TITLE)
     with ctx.server.database("runbook") as engine:

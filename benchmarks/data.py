@@ -30,10 +30,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from recovery_lib.checksums import PAYLOAD_SHA256_SQL
 from recovery_lib.schema import METRIC_TABLES
 
 PARAMETER_LIMIT_ERROR = "psycopg2.errors.ProgramLimitExceeded: number of parameters must be between 0 and 65535"
-HASH_SQL = "encode(sha256(convert_to(raw_payload::text, 'UTF8')), 'hex')"
 DAY = 86_400
 HOUR = 3_600
 
@@ -418,7 +418,7 @@ def load_ingestions(engine: Engine, ingestions: list[Ingestion]) -> None:
                 size=1 << 20,
             )
             cur.execute(
-                f"UPDATE raw_ingestions SET payload_hash = {HASH_SQL} WHERE id = ANY(%s::uuid[])",
+                f"UPDATE raw_ingestions SET payload_hash = {PAYLOAD_SHA256_SQL} WHERE id = ANY(%s::uuid[])",
                 ([i.id for i in ingestions],),
             )
         raw.commit()
@@ -775,7 +775,7 @@ def build_monitor_dataset(engine: Engine, *, users: int, seed: int, now: datetim
     parallel(_PAYLOAD_SQL, {"error": PARAMETER_LIMIT_ERROR})
     seconds["payloads"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    parallel(f"UPDATE raw_ingestions SET payload_hash = {HASH_SQL} WHERE payload_hash = '' "
+    parallel(f"UPDATE raw_ingestions SET payload_hash = {PAYLOAD_SHA256_SQL} WHERE payload_hash = '' "
              "AND abs(hashtext(id::text)) % :parts = :part", {})
     seconds["hashes"] = time.perf_counter() - clock
     clock = time.perf_counter()

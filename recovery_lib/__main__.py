@@ -1,3 +1,6 @@
+"""``python -m recovery_lib``: the command line (see :mod:`recovery_lib.cli`)."""
+
 from recovery_lib.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

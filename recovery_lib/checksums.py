@@ -1,4 +1,4 @@
-"""Payload checksums: SHA-256 of the payload as stored.
+"""Payload checksums: the one SHA-256 expression of a payload as stored, and how hashes are compared.
 
 Exactly which bytes are hashed: the UTF-8 encoding of PostgreSQL's text rendering of the stored
 ``jsonb`` value, i.e. ``sha256(convert_to(raw_payload::text, 'UTF8'))``, computed by the server.
@@ -11,25 +11,15 @@ varied) and so reported mismatches on payloads that had not changed. The renderi
 same since ``jsonb`` appeared (PostgreSQL 9.4); a future change to it would show up as mismatches
 on every payload at once, not on a few, which is how to tell it apart from real corruption.
 
-    >>> with engine.connect() as conn:
-    ...     checksum_of(conn, ingestion_id)
-    'a3f1...'
+    >>> f"SELECT {PAYLOAD_SHA256_SQL} FROM raw_ingestions WHERE id = %(id)s"   # how the claim hashes
+    >>> checksum_matches(" A3F1... ", "a3f1...")
+    True
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
-
 #: SQL expression for the checksum of ``raw_payload`` (alias the table ``r`` or use bare columns).
 PAYLOAD_SHA256_SQL = "encode(sha256(convert_to(raw_payload::text, 'UTF8')), 'hex')"
-
-
-def checksum_of(conn: Connection, ingestion_id: str) -> str | None:
-    """The SHA-256 (hex) of one stored payload, or None if the ingestion does not exist."""
-    return conn.execute(
-        text(f"SELECT {PAYLOAD_SHA256_SQL} FROM raw_ingestions WHERE id = :id"), {"id": ingestion_id}
-    ).scalar()
 
 
 def checksum_matches(stored_hash: str | None, computed: str) -> bool | None:

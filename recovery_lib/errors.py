@@ -1,103 +1,79 @@
-"""One error categoriser, shared by discovery, recovery and the monitor.
+"""Every exception the package raises on purpose, in one place.
 
-    >>> categorize_error("number of parameters must be between 0 and 65535")
-    'parameter_limit'
+What a caller may catch and what it means:
+
+* :class:`ParameterError`: a run parameter a person must correct (CLI exit 2, nothing touched).
+* :class:`BatchConfigError`: a chunk size that could break PostgreSQL's 65,535-parameter limit.
+* :class:`PayloadError`: a whole payload cannot be read (``not_json``, ``invalid_structure``,
+  ``empty_payload``); the ingestion fails with that category, the run goes on.
+* :class:`RecoveryAborted`: the run stopped early (the database stayed unreachable); it carries
+  the report of what was done.
+* :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
+
+Signals used inside the package (never reach a caller): :class:`Reject` (one point cannot become
+a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming) and
+:class:`NotForSql` (the SQL fast path hands a payload back to the parser).
+
+    >>> str(PayloadError("not_json", "the payload is not valid JSON"))
+    'not_json: the payload is not valid JSON'
 """
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
-# Order matters: the first matching category wins (a timeout during connect is a timeout).
-CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (
-        "parameter_limit",
-        re.compile(
-            r"number of parameters must be between 0 and 65535|too many (bind )?parameters|"
-            r"bind message has \d+ parameter formats|bind message supplies \d+ parameters?, but prepared "
-            r"statement .* requires \d+|65535|parameter limit",
-            re.I,
-        ),
-    ),
-    (
-        "duplicate_key",
-        re.compile(r"duplicate key value|unique constraint|uniqueviolation|already exists", re.I),
-    ),
-    ("timeout", re.compile(r"timeout|timed out|statement_timeout|canceling statement", re.I)),
-    (
-        "connection",
-        re.compile(
-            r"connection|server closed|could not connect|terminating connection|broken pipe|"
-            r"connection reset|network|operationalerror|admin shutdown",
-            re.I,
-        ),
-    ),
-    ("memory", re.compile(r"out of memory|memoryerror|memory exhausted|cannot allocate", re.I)),
-    (
-        "parse",
-        re.compile(r"json|parse|decode|unexpected (token|character)|invalid structure|malformed", re.I),
-    ),
-    (
-        "validation",
-        re.compile(
-            r"validat|invalid|out of range|not a number|must be|required|missing|check constraint|"
-            r"non[- ]numeric|null value",
-            re.I,
-        ),
-    ),
-)
 
-ERROR_CATEGORIES: tuple[str, ...] = (*(name for name, _ in CATEGORIES), "other")
+class ParameterError(ValueError):
+    """A parameter a person must correct; the message names it and what is allowed."""
 
 
-def categorize_error(message: str | None) -> str:
-    """The category of one error text; ``'other'`` when nothing matches."""
-    if not message:
-        return "other"
-    for name, pattern in CATEGORIES:
-        if pattern.search(message):
-            return name
-    return "other"
+class BatchConfigError(ValueError):
+    """A chunk size that could exceed the parameter limit, or is not a positive whole number."""
 
 
-def error_texts(processing_errors: Any) -> list[str]:
-    """Flatten a ``processing_errors`` value (jsonb: string, list, dict or nested) into texts.
+class PayloadError(Exception):
+    """A payload-level failure: the parse stops.
 
-    Entries this tool appended (dicts with a ``category``) keep that category as a prefix so
-    they are categorised as what they were, not re-guessed from the wording.
+    ``category`` is ``not_json``, ``invalid_structure`` or ``empty_payload``; ``message`` describes
+    the structure only, never a value (ijson's own messages quote the text, so they are dropped).
     """
-    if processing_errors is None:
-        return []
-    if isinstance(processing_errors, str):
-        try:
-            processing_errors = json.loads(processing_errors)
-        except ValueError:
-            return [processing_errors]
-    if isinstance(processing_errors, str):
-        return [processing_errors]
-    if isinstance(processing_errors, list):
-        return [text for item in processing_errors for text in error_texts(item)]
-    if isinstance(processing_errors, dict):
-        for key in ("message", "error", "detail", "reason"):
-            if isinstance(processing_errors.get(key), str):
-                return [processing_errors[key]]
-        return [json.dumps(processing_errors, sort_keys=True, default=str)]
-    return [str(processing_errors)]
+
+    def __init__(self, category: str, message: str):
+        super().__init__(category, message)
+        self.category = category
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"category": self.category, "message": self.message}
 
 
-def categorize_processing_errors(processing_errors: Any) -> str:
-    """The category of an ingestion's ``processing_errors``: that of its first original error.
+class Reject(Exception):
+    """One point cannot become a row: ``category`` and the ``field`` at fault (never the value)."""
 
-    Entries appended by recovery (``{"source": "recovery", ...}``) are skipped when the
-    original error is present, so a failed recovery does not hide why the payload was lost.
-    """
-    items = processing_errors if isinstance(processing_errors, list) else [processing_errors]
-    original = [i for i in items if not (isinstance(i, dict) and i.get("source") == "recovery")]
-    for item in original or items:
-        if isinstance(item, dict) and item.get("category") in ERROR_CATEGORIES:
-            return str(item["category"])
-        for text in error_texts(item):
-            return categorize_error(text)
-    return "other"
+    def __init__(self, category: str, field: str | None = None):
+        super().__init__(category, field)
+        self.category = category
+        self.field = field
+
+
+class StructureError(Exception):
+    """Valid JSON so far, wrong shape; becomes ``invalid_structure`` once the text is known to be JSON."""
+
+
+class NotForSql(Exception):
+    """What SQL found cannot be taken exactly like the parser: roll back and let the parser do it."""
+
+
+class RecoveryAborted(RuntimeError):
+    """The run stopped early (e.g. the database stayed unreachable); ``report`` has what was done."""
+
+    def __init__(self, message: str, report: Any):
+        super().__init__(message)
+        self.report = report  # a recovery.report.RecoveryReport
+
+
+class IncidentExistsError(RuntimeError):
+    """The database already holds ingestions: a second incident would blur the ground truth."""

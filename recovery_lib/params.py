@@ -1,14 +1,15 @@
-"""Validate run parameters before anything touches the database.
+"""Value validators: one rule per kind of parameter (a UUID, statuses, a count, a percentage, a time).
 
 Papermill passes parameters as given (an unknown ``-p`` name is only a warning, dates arrive as
-strings), so notebooks and the CLI both validate here, in their first step.
+strings), so every value is checked here before anything touches the database;
+:mod:`recovery_lib.options` composes these into the options of each run.
 
     >>> validate_user_id("550e8400-e29b-41d4-a716-446655440000")
     '550e8400-e29b-41d4-a716-446655440000'
     >>> validate_batch_size(0)
     Traceback (most recent call last):
     ...
-    recovery_lib.params.ParameterError: batch_size must be a whole number from 1 to 10000, got 0
+    recovery_lib.errors.ParameterError: batch_size must be a whole number from 1 to 10000, got 0
 """
 
 from __future__ import annotations
@@ -20,15 +21,25 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from recovery_lib.errors import ParameterError
 from recovery_lib.schema import STATUSES
+
+__all__ = [
+    "ParameterError",
+    "parse_instant",
+    "validate_batch_size",
+    "validate_bool",
+    "validate_hours",
+    "validate_max_concurrent_jobs",
+    "validate_percent",
+    "validate_since",
+    "validate_statuses",
+    "validate_user_id",
+]
 
 MAX_BATCH_SIZE = 10_000
 MAX_CONCURRENT_JOBS = 64
 MAX_HOURS = 24 * 366
-
-
-class ParameterError(ValueError):
-    """A parameter a person must correct; the message names it and what is allowed."""
 
 
 def _shown(value: Any) -> str:

@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib import fetch, payload, payload_sql
+from recovery_lib.db import cursor
+from recovery_lib.errors import PayloadError
+from recovery_lib.payload import sql_plan, stored
+from recovery_lib.payload.parser import PARSER_VERSION, PayloadParser
 from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.store import cache, ingestions
+from recovery_lib.store.metric_rows import count_present
 
 _log = logging.getLogger(__name__)
 
-UNNEST_CHUNK = 50_000
 SQL_KEYS_MIN_BYTES = 64_000  # measured: 3,300 exports of 11 kB took 8.3 s parsed, 14 s listed in SQL
 
 
@@ -96,29 +99,29 @@ def expected_keys(
     """The distinct keys per table one stored payload implies, and what could not become a row.
 
     With ``use_sql``, PostgreSQL lists the keys of the simple metrics when it can do so exactly
-    like the parser (:func:`payload_sql.expected_keys`); the parser streams the rest, or all.
+    like the parser (:func:`~recovery_lib.payload.sql_plan.expected_keys`); the parser streams the rest, or all.
     A payload known to be under ``SQL_KEYS_MIN_BYTES`` goes to the parser: for a few hundred
     points, the statements' round trips cost more than parsing.
     """
-    parser = payload.PayloadParser(now=now)
+    parser = PayloadParser(now=now)
     keys: dict[str, set[datetime]] = {name: set() for name in METRIC_TABLES}
     skip: list[int] = []
     if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
         use_sql = False
     shaped: bool | None = None
     if use_sql:
-        shaped = fetch.structure_ok(conn, ingestion_id)
+        shaped = stored.structure_ok(conn, ingestion_id)
     if shaped:
-        with conn.connection.dbapi_connection.cursor() as cursor:
-            listed = payload_sql.expected_keys(cursor, ingestion_id, parser.latest)
+        with cursor(conn) as cur:
+            listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
         if listed is not None:
             for name, found in listed[0].items():
                 keys[name].update(found)
             skip = listed[1]
     try:
-        for row in parser.rows(fetch.stream_items(conn, ingestion_id, skip_points=skip, known_structure_ok=shaped)):
+        for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure_ok=shaped)):
             keys[row.table].add(row.key)
-    except payload.PayloadError as exc:
+    except PayloadError as exc:
         return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)
     counts = dict(parser.rejection_counts)
     return Expectation(
@@ -128,96 +131,15 @@ def expected_keys(
     )
 
 
-def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[datetime]) -> int:
-    """How many of ``keys`` exist in ``table`` for ``user_id`` (read-only; chunked)."""
-    t = METRIC_TABLES[table]
-    present = 0
-    for start in range(0, len(keys), UNNEST_CHUNK):
-        present += conn.execute(
-            sa.text(
-                f"SELECT count(*) FROM unnest(CAST(:keys AS timestamptz[])) AS k(at) "
-                f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = :user_id AND m.{t.key} = k.at)"
-            ),
-            {"keys": list(keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
-        ).scalar_one()
-    return present
-
-
-def _cache_writable(conn: Connection) -> bool:
-    return bool(
-        conn.execute(
-            sa.text(
-                "SELECT current_setting('transaction_read_only') = 'off' "
-                "AND has_table_privilege('reconciliation_cache', 'INSERT')"
-            )
-        ).scalar()
-    )
-
-
-def _cached_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
-    rows = conn.execute(
-        sa.text(
-            "SELECT payload_hash FROM reconciliation_cache WHERE parser_version = :v "
-            "AND payload_hash = ANY(:hashes) GROUP BY payload_hash HAVING count(*) = :n"
-        ),
-        {"v": payload.PARSER_VERSION, "hashes": list(set(hashes)), "n": len(METRIC_TABLES)},
-    )
-    return {r[0] for r in rows}
-
-
-def _store(conn: Connection, payload_hash: str, expectation: Expectation) -> None:
-    conn.execute(
-        sa.text(
-            "INSERT INTO reconciliation_cache (payload_hash, parser_version, table_name, expected_keys, "
-            "rejected_points) VALUES (:h, :v, :t, CAST(:keys AS timestamptz[]), :r) ON CONFLICT DO NOTHING"
-        ),
-        [
-            {"h": payload_hash, "v": payload.PARSER_VERSION, "t": name, "keys": keys,
-             "r": expectation.rejected_points}
-            for name, keys in expectation.keys.items()
-        ],
-    )
-
-
-def _analyze_cache(conn: Connection) -> None:
-    """Give the planner statistics for the entries just stored.
-
-    Without them it expects one cache row per table and picks a nested loop that rescans the
-    window once per cache row: 25 s instead of 0.7 s for 3,300 ingestions (``make bench``, #3).
-    Only the table owner may ANALYZE; for other roles this is skipped.
-    """
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.text("ANALYZE reconciliation_cache"))
-    except sa.exc.DBAPIError:
-        _log.debug("ANALYZE reconciliation_cache not permitted for this role; skipped")
-
-
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present counts per ingestion and table, joined in SQL against the cached keys."""
     result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0} for r in rows}
     ids = list(result)
-    for name, t in METRIC_TABLES.items():
-        found = conn.execute(
-            sa.text(
-                f"SELECT r.id, cardinality(c.expected_keys), c.rejected_points, "
-                f"(SELECT count(*) FROM unnest(c.expected_keys) AS k(at) WHERE EXISTS ("
-                f"  SELECT 1 FROM {t.name} m WHERE m.user_id = r.user_id AND m.{t.key} = k.at)) "
-                f"FROM raw_ingestions r JOIN reconciliation_cache c ON c.payload_hash = r.payload_hash "
-                f"AND c.parser_version = :v AND c.table_name = :t WHERE r.id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"v": payload.PARSER_VERSION, "t": name, "ids": ids},
-        )
-        for ingestion_id, expected, rejected, present in found:
+    for name in METRIC_TABLES:
+        for ingestion_id, expected, rejected, present in cache.counts(conn, ids, name, parser_version=PARSER_VERSION):
             result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present)
             result[str(ingestion_id)]["rejected"] = rejected
     return result
-
-
-_SELECT = (
-    "SELECT id::text AS id, user_id::text AS user_id, processing_status AS status, created_at, "
-    "payload_size_bytes, payload_hash FROM raw_ingestions"
-)
 
 
 def reconcile_ingestions(
@@ -227,11 +149,7 @@ def reconcile_ingestions(
     if isinstance(conn, Engine):
         with conn.begin() as c:
             return reconcile_ingestions(c, ingestion_ids, use_cache=use_cache)
-    rows = conn.execute(
-        sa.text(f"{_SELECT} WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY created_at, id"),
-        {"ids": list(ingestion_ids)},
-    ).all()
-    return _reconcile_rows(conn, rows, use_cache=use_cache)
+    return _reconcile_rows(conn, ingestions.by_ids(conn, ingestion_ids), use_cache=use_cache)
 
 
 def reconcile_window(
@@ -246,37 +164,30 @@ def reconcile_window(
     if isinstance(conn, Engine):
         with conn.begin() as c:
             return reconcile_window(c, since=since, user_id=user_id, statuses=statuses, use_cache=use_cache)
-    clauses, params = [], {}
-    if since is not None:
-        clauses.append("created_at >= :since")
-        params["since"] = since
-    if user_id is not None:
-        clauses.append("user_id = :user_id")
-        params["user_id"] = user_id
-    if statuses is not None:
-        clauses.append("processing_status = ANY(:statuses)")
-        params["statuses"] = list(statuses)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(sa.text(f"{_SELECT}{where} ORDER BY created_at, id"), params).all()
+    rows = ingestions.in_window(conn, since=since, user_id=user_id, statuses=statuses)
     return _reconcile_rows(conn, rows, use_cache=use_cache)
 
 
 def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> list[IngestionReconciliation]:
-    cached = _cached_hashes(conn, [r.payload_hash for r in rows]) if use_cache and rows else set()
-    writable = use_cache and bool(rows) and _cache_writable(conn)
+    cached = (
+        cache.cached_hashes(conn, [r.payload_hash for r in rows], parser_version=PARSER_VERSION)
+        if use_cache and rows else set()
+    )
+    writable = use_cache and bool(rows) and cache.writable(conn)
     direct: dict[str, Expectation] = {}
-    stored: set[str] = set()
+    written: set[str] = set()
     for r in rows:
-        if r.payload_hash in cached or r.payload_hash in stored:
+        if r.payload_hash in cached or r.payload_hash in written:
             continue
         expectation = expected_keys(conn, r.id, payload_size=r.payload_size_bytes)
         if writable and expectation.parse_error is None:
-            _store(conn, r.payload_hash, expectation)
-            stored.add(r.payload_hash)
+            cache.store(conn, r.payload_hash, parser_version=PARSER_VERSION, keys=expectation.keys,
+                        rejected_points=expectation.rejected_points)
+            written.add(r.payload_hash)
         else:
             direct[r.id] = expectation
-    if stored:
-        _analyze_cache(conn)
+    if written and not cache.analyze(conn):
+        _log.debug("ANALYZE reconciliation_cache not permitted for this role; skipped")
     via_cache = _from_cache(conn, [r for r in rows if r.id not in direct]) if use_cache else {}
     results = []
     for r in rows:

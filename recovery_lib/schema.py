@@ -16,6 +16,12 @@ from sqlalchemy.engine import Engine
 metadata = sa.MetaData()
 
 STATUSES = ("pending", "processed", "partial_success", "error", "recovered", "recovery_failed")
+# Groups of statuses (a NULL status counts as pending).
+NON_PENDING = tuple(s for s in STATUSES if s != "pending")
+FAILED = ("error", "partial_success", "recovery_failed")
+SUCCESS = ("processed", "recovered")
+WORKER_DONE = ("processed", "partial_success", "error")  # statuses the ingestion worker itself sets
+VERIFIED_STATUSES = ("processed", "partial_success", "error", "recovered", "recovery_failed")  # verify checks these
 
 Num = sa.Double  # measurements are real numbers; units are in the column names
 
@@ -203,7 +209,7 @@ def init_db(engine: Engine) -> list[str]:
     """
     with engine.begin() as conn:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))"))
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
         existing = set(sa.inspect(conn).get_table_names())
         metadata.create_all(conn, checkfirst=True)
     return [name for name in metadata.tables if name not in existing]

@@ -1,28 +1,42 @@
-"""After a recovery: reconcile again and show what is still missing (it should be nothing).
+"""Verification: after a recovery, reconcile again and show what is still missing (it should be nothing).
 
-    >>> report = verify(get_engine(), since="24h")
-    >>> report.missing_metrics_total
-    0
+    >>> report = verify(get_engine(), VerifyOptions.validated(since="24h"))
+    >>> report.missing_metrics_total, report.headline()
+    (0, '52 ingestions checked, 0 rows missing, 3 recovery_failed')
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from recovery_lib import db, params, reconcile
-from recovery_lib.errors import error_texts
+from recovery_lib import db, reconcile
+from recovery_lib.error_patterns import error_texts
+from recovery_lib.files import write_json
+from recovery_lib.options import VerifyOptions
+from recovery_lib.redact import mask_url
+from recovery_lib.schema import VERIFIED_STATUSES
+from recovery_lib.store import ingestions
+
+
+def headline(data: Mapping[str, Any]) -> str:
+    """The line an operator reads first, from a report's ``to_dict()``."""
+    return (
+        f"{data.get('ingestions_checked', 0)} ingestions checked, {data.get('missing_metrics_total', 0)} rows missing, "
+        f"{len(data.get('recovery_failed') or [])} recovery_failed"
+    )
 
 
 @dataclass
 class VerificationReport:
     since: datetime
     user_id: str | None
-    database: str
+    database: str  # masked URL
     ingestions_checked: int = 0
     missing_by_table: dict[str, int] = field(default_factory=dict)
     status_counts: dict[str, int] = field(default_factory=dict)
@@ -54,40 +68,31 @@ class VerificationReport:
             "ok": self.ok,
         }
 
+    def headline(self) -> str:
+        return headline(self.to_dict())
 
-def verify(engine: Engine | None = None, *, since: Any = None, user_id: Any = None) -> VerificationReport:
-    """Reconcile every non-pending ingestion created since ``since`` (default: 24 hours)."""
-    since_at = params.validate_since(since)
-    user = params.validate_user_id(user_id)
+    def write(self, path: Path | str) -> Path:
+        """The report as JSON in ``path`` (mode 0600)."""
+        return write_json(path, self.to_dict())
+
+
+def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /, **values: Any) -> VerificationReport:
+    """Reconcile every non-pending ingestion created since ``options.since`` (default: 24 hours).
+
+    Without ``options`` the keyword ``values`` (``since``, ``user_id``) are validated into one.
+    """
+    options = options or VerifyOptions.validated(**values)
     engine = engine or db.get_engine()
-    report = VerificationReport(since=since_at, user_id=user, database=db.mask_url(engine.url))
+    report = VerificationReport(since=options.since, user_id=options.user_id, database=mask_url(engine.url))
+    scope = {"since": options.since, "user_id": options.user_id}
     with engine.begin() as conn:
-        report.generated_at = conn.execute(sa.text("SELECT now()")).scalar_one().isoformat()
-        statuses = ["processed", "partial_success", "error", "recovered", "recovery_failed"]
-        results = reconcile.reconcile_window(conn, since=since_at, user_id=user, statuses=statuses)
+        report.generated_at = db.run(conn, "SELECT now()").scalar_one().isoformat()
+        results = reconcile.reconcile_window(conn, **scope, statuses=list(VERIFIED_STATUSES))
         report.ingestions_checked = len(results)
         report.missing_by_table = reconcile.missing_by_table(results)
         report.still_missing = [r.to_dict() for r in results if r.missing_total > 0]
-        filters, values = ["created_at >= :since"], {"since": since_at}
-        if user:
-            filters.append("user_id = :user_id")
-            values["user_id"] = user
-        where = " AND ".join(filters)
-        report.status_counts = {
-            status: n
-            for status, n in conn.execute(
-                sa.text(f"SELECT processing_status, count(*) FROM raw_ingestions WHERE {where} GROUP BY 1 ORDER BY 1"),
-                values,
-            )
-        }
-        failed = conn.execute(
-            sa.text(
-                "SELECT id::text, user_id::text, processing_errors FROM raw_ingestions "
-                f"WHERE {where} AND processing_status = 'recovery_failed' ORDER BY created_at, id"
-            ),
-            values,
-        )
-        for ingestion_id, owner, errors in failed:
+        report.status_counts = ingestions.status_counts(conn, **scope)
+        for ingestion_id, owner, errors in ingestions.recovery_failures(conn, **scope):
             notes = [e for e in (errors if isinstance(errors, list) else [errors]) if isinstance(e, dict)]
             recovery_notes = [n for n in notes if n.get("source") == "recovery"]
             report.recovery_failed.append(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from recovery_lib import audit
 from recovery_lib.cli import main
+from recovery_lib.runbook import audit
 
 
 def _run_files(runs: Path, stem: str) -> dict[str, str]:

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from recovery_lib import runner
 from recovery_lib.cli import commands
 from recovery_lib.db import PROJECT_ROOT
-from recovery_lib.notebook_support import RUNBOOK_ORDER
+from recovery_lib.runbook import parameters
+from recovery_lib.runbook.notebooks import RUNBOOK_ORDER
 
 README = PROJECT_ROOT / "README.md"
 
@@ -38,7 +38,7 @@ def test_every_notebook_and_parameter_is_documented(readme: str) -> None:
     for name in RUNBOOK_ORDER:
         if f"notebooks/{name}.ipynb" not in readme and not re.search(rf"recovery_lib run {name}\b", readme):
             missing.append(f"notebook {name}")
-        for parameter in runner.declared_parameters(runner.NOTEBOOKS_DIR / f"{name}.ipynb"):
+        for parameter in parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb"):
             # as code (`batch_size`) or as a papermill/runner option (-p batch_size ...)
             if not re.search(rf"(`|-p\s+){re.escape(parameter)}\b", readme):
                 missing.append(f"{name} parameter {parameter}")

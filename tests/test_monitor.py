@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from monitor_helpers import NOW, Ing, seed
 from sqlalchemy.engine import make_url
 
-from recovery_lib import alerts as al
 from recovery_lib.cli import main
-from recovery_lib.errors import ERROR_CATEGORIES, categorize_error
+from recovery_lib.error_patterns import ERROR_CATEGORIES, categorize_error
+from recovery_lib.errors import ParameterError
+from recovery_lib.monitor import alerts as al
 from recovery_lib.monitor import build_monitoring_report, format_text_report
-from recovery_lib.params import ParameterError
 from recovery_lib.schema import METRIC_TABLES
 
 UNREACHABLE = "postgresql://nobody:secret-pw@127.0.0.1:1/none"

@@ -19,11 +19,14 @@ import sqlalchemy as sa
 from helpers import fingerprint
 from sqlalchemy.engine import make_url
 
-from recovery_lib import audit, charts, db, runner, schema
+from recovery_lib import db, schema
 from recovery_lib.cli import main
-from recovery_lib.notebook_support import REPORT_SCRAPS, RUNBOOK_ORDER, VALIDATORS
+from recovery_lib.runbook import audit, charts, parameters
+from recovery_lib.runbook import execute as runner
+from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
+from recovery_lib.runbook.notebooks import REPORT_SCRAPS, RUNBOOK_ORDER
 
-NOTEBOOKS = runner.NOTEBOOKS_DIR
+NOTEBOOKS = parameters.NOTEBOOKS_DIR
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=\\?[\"']?https?://", re.I)
 PLOTLY_JS_MARKER = "window.Plotly = Plotly"  # the last statement of the plotly.js bundle
@@ -38,7 +41,7 @@ def load(name: str) -> Any:
 
 def test_the_runbook_is_exactly_four_notebooks() -> None:
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(RUNBOOK_ORDER)
-    assert set(REPORT_SCRAPS) == set(VALIDATORS) == set(RUNBOOK_ORDER)
+    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(RUNBOOK_ORDER)
 
 
 @pytest.mark.parametrize("name", RUNBOOK_ORDER)
@@ -67,14 +70,12 @@ def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged parameters"
     validation = next(c for c in nb.cells[tagged[0] + 1:] if c.cell_type == "code")
-    declared = runner.declared_parameters(NOTEBOOKS / f"{name}.ipynb")
-    assert re.search(rf'validate_parameters\(\s*"{name}"', validation.source)
+    declared = parameters.declared_parameters(NOTEBOOKS / f"{name}.ipynb")
+    # the notebook and the runner build the options with the same call: options_for(name, ...)
+    assert re.search(rf'options_for\(\s*"{name}"', validation.source)
     for parameter in declared:
         assert f"{parameter}={parameter}" in validation.source, f"{name}: {parameter} not validated"
     assert "engine" not in validation.source and "get_engine" not in validation.source
-    # the notebook and the runner validate the same set of names
-    validator = VALIDATORS[name]
-    assert set(declared) == set(validator.__code__.co_varnames[: validator.__code__.co_argcount])
     # no parameter is typed in a way papermill cannot see (int | None is invisible to inspect_notebook)
     assert all(p.type_name in ("int", "float", "bool", "str", "list") for p in declared.values())
 
@@ -315,7 +316,7 @@ def test_bad_parameter_fails_the_validation_cell_under_raw_papermill(
                             progress_bar=False, cwd=str(runner.PROJECT_ROOT))
     assert failure.value.ename == "ParameterError"
     assert failure.value.evalue.startswith(f"{parameter} must be")
-    assert "validate_parameters(" in failure.value.source
+    assert "options_for(" in failure.value.source
     nb = nbformat.read(out, as_version=4)
     injected = next(i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", []))
     failed = next(i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", [])))

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from recovery_lib import payload_events
 from recovery_lib.payload import (
     PARSER_VERSION,
     ParsedPayload,
@@ -22,7 +21,8 @@ from recovery_lib.payload import (
     merge_rows,
     parse_payload,
 )
-from recovery_lib.payload_metrics import METRICS
+from recovery_lib.payload import events as payload_events
+from recovery_lib.payload.metrics import METRICS
 from recovery_lib.schema import METRIC_TABLES
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recovery_lib.payload import PartialRow, PayloadError, PayloadParser, iter_items
-from recovery_lib.payload_metrics import METRICS, is_segment
+from recovery_lib.payload.metrics import METRICS, is_segment
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from recovery_lib import payload_sql, reconcile, recovery
+from recovery_lib import reconcile, recovery
 from recovery_lib.payload import PayloadParser
-from recovery_lib.payload_metrics import METRICS, Field
-from recovery_lib.payload_values import unit_factor
+from recovery_lib.payload import sql_plan as payload_sql
+from recovery_lib.payload.metrics import METRICS, Field
+from recovery_lib.payload.values import unit_factor
 from recovery_lib.schema import METRIC_TABLES
 
 PARAM_LIMIT_ERROR = [{"error": "number of parameters must be between 0 and 65535"}]

@@ -18,9 +18,9 @@ import pytest
 from monitor_helpers import NOW, Ing, seed
 from prometheus_client.parser import text_string_to_metric_families
 
-from recovery_lib import prometheus as prom
 from recovery_lib.cli import main
 from recovery_lib.monitor import build_monitoring_report
+from recovery_lib.monitor import prometheus as prom
 from recovery_lib.schema import METRIC_TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,7 +248,7 @@ def _registry():
 
 def test_push_sends_the_metrics_with_basic_auth_and_never_logs_the_password(pushgateway, caplog):
     address, received = pushgateway
-    caplog.set_level(logging.INFO, logger="recovery_lib.prometheus")
+    caplog.set_level(logging.INFO, logger="recovery_lib.monitor.prometheus")
     assert prom.push(_registry(), f"http://ops:s3cret-pw@{address}") is True
     [request] = received
     assert request["path"] == "/metrics/job/health_export_monitor"
@@ -259,7 +259,7 @@ def test_push_sends_the_metrics_with_basic_auth_and_never_logs_the_password(push
 
 
 def test_push_failure_is_logged_not_raised(caplog):
-    caplog.set_level(logging.WARNING, logger="recovery_lib.prometheus")
+    caplog.set_level(logging.WARNING, logger="recovery_lib.monitor.prometheus")
     assert prom.push(_registry(), "http://ops:s3cret-pw@127.0.0.1:1", timeout=2) is False
     assert "could not push metrics" in caplog.text and "s3cret-pw" not in caplog.text
 

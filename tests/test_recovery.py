@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from helpers import add_ingestion, add_user, fingerprint, hr_payload, metric_rows, statuses
 
 from recovery_lib import params, recovery
-from recovery_lib.batching import BatchConfig, BatchConfigError
+from recovery_lib.batching import BatchConfig
 from recovery_lib.discovery import discover
+from recovery_lib.errors import BatchConfigError
+from recovery_lib.options import RecoveryOptions
 
 PARAM_LIMIT_ERROR = [{"error": "number of parameters must be between 0 and 65535"}]
 T0 = datetime(2024, 2, 6, 8, 0, tzinfo=UTC)
@@ -231,9 +233,9 @@ def test_environment_configures_defaults_and_arguments_win(monkeypatch):
     monkeypatch.setenv("RECOVERY_BATCH_SIZE", "7")
     monkeypatch.setenv("RECOVERY_MAX_CONCURRENT_JOBS", "2")
     monkeypatch.setenv("RECOVERY_VERIFICATION_ENABLED", "false")
-    options = recovery.validate_recovery_params()
+    options = RecoveryOptions.validated()
     assert (options.batch_size, options.max_concurrent_jobs, options.verify) == (7, 2, False)
-    assert recovery.validate_recovery_params(batch_size=3, verify=True).batch_size == 3
+    assert RecoveryOptions.validated(batch_size=3, verify=True).batch_size == 3
 
 
 def test_report_file_is_written_with_a_utc_timestamped_name(engine, tmp_path):

@@ -10,9 +10,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from recovery_lib import audit, runner
 from recovery_lib.cli import main
-from recovery_lib.params import ParameterError
+from recovery_lib.errors import ParameterError
+from recovery_lib.files import private_dir
+from recovery_lib.runbook import audit, evidence, parameters
+from recovery_lib.runbook import execute as runner
 
 PARAMS = '''
 n: int = 1  # a whole number
@@ -72,18 +74,18 @@ def runs(tmp_path: Path) -> Path:
     ],
 )
 def test_convert_value(value: object, type_name: str, expected: object) -> None:
-    assert runner.convert_value("p", value, type_name) == expected
+    assert parameters.convert_value("p", value, type_name) == expected
 
 
 @pytest.mark.parametrize(("value", "type_name"), [("abc", "int"), ("1.5", "int"), ("maybe", "bool"), ("[1,", "list")])
 def test_convert_value_refuses_with_the_parameter_name(value: str, type_name: str) -> None:
     with pytest.raises(ParameterError, match=r"^p must be"):
-        runner.convert_value("p", value, type_name)
+        parameters.convert_value("p", value, type_name)
 
 
 def test_declared_parameters_use_annotations(tmp_path: Path) -> None:
     path = make_notebook(tmp_path, "tiny", "pass")
-    declared = runner.declared_parameters(path)
+    declared = parameters.declared_parameters(path)
     assert {k: (p.type_name, p.default) for k, p in declared.items()} == {
         "n": ("int", 1), "ratio": ("float", 0.5), "flag": ("bool", False), "items": ("list", ["a"]),
         "name": ("str", None),
@@ -111,9 +113,9 @@ def test_unknown_parameter_is_refused_before_executing(
 
 
 def test_run_names_are_unique_within_a_second(runs: Path) -> None:
-    runner.ensure_runs_dir(runs)
-    first = runner.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
-    second = runner.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
+    private_dir(runs)
+    first = evidence.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
+    second = evidence.reserve_stem(runs, "verify", "550e8400-e29b-41d4-a716-446655440000")
     assert first != second
     assert first.endswith("_verify_550e8400-e29b-41d4-a716-446655440000")
     assert audit.RUN_FILE.match(first + ".ipynb") and audit.RUN_FILE.match(second + ".json")

@@ -2,7 +2,8 @@
 
 import sqlalchemy as sa
 
-from recovery_lib import db, schema
+from recovery_lib import schema
+from recovery_lib.redact import mask_url
 
 
 def test_init_db_creates_every_table(engine):
@@ -41,7 +42,7 @@ def test_indexes_for_discovery_exist(engine):
 
 
 def test_mask_url_hides_the_password():
-    masked = db.mask_url("postgresql://app:s3cret-pw@db.example:5432/health")
+    masked = mask_url("postgresql://app:s3cret-pw@db.example:5432/health")
     assert "s3cret-pw" not in masked
     assert masked == "postgresql://app:***@db.example:5432/health"
 

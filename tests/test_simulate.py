@@ -19,7 +19,7 @@ from conftest import reset_schema
 from sqlalchemy.engine import Engine
 
 from recovery_lib import db
-from recovery_lib.errors import categorize_processing_errors
+from recovery_lib.error_patterns import categorize_processing_errors
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.simulate import (
     OUTCOMES,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    # From audit, not runner: runner imports papermill/nbformat, too slow for every CLI start.
-    from recovery_lib.audit import DEFAULT_RUNS_DIR, INDEX_NAME
+    # From audit, not the runner: the runner imports papermill and nbformat, too slow for every CLI start.
+    from recovery_lib.runbook.audit import DEFAULT_RUNS_DIR, INDEX_NAME
 
     parser = subparsers.add_parser("audit", help="check the audit trail of executed notebooks")
     sub = parser.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from recovery_lib import audit
+    from recovery_lib.runbook import audit
 
     problems = audit.verify_index(args.index)
     if problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from recovery_lib import db, schema
+from recovery_lib.redact import mask_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _url(args: argparse.Namespace) -> int:
-    print(db.mask_url(db.database_url()))
+    print(mask_url(db.database_url()))
     return 0
 
 

@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from recovery_lib import params
+from recovery_lib.errors import ParameterError
+from recovery_lib.options import MonitorOptions, Thresholds
 
 _log = logging.getLogger("recovery_lib.cli")
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "monitor", help="processing statistics, data loss, user impact and alerts for the last N hours"
     )
-    parser.add_argument("--hours", default="24", help="window in hours, 1 to 8784 (default 24)")
+    parser.add_argument("--hours", default=str(MonitorOptions.hours), help="window in hours, 1 to 8784 (default 24)")
     parser.add_argument(
         "--no-deep-check",
         action="store_true",
@@ -51,35 +52,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="never",
         help="exit 1 when an alert of this level or worse fires (default never)",
     )
-    for name, default, what in (
-        ("data-loss-critical-pct", 10, "data loss rate above which the alert is critical"),
-        ("data-loss-warning-pct", 5, "data loss rate above which the alert is a warning"),
-        ("failure-critical-pct", 20, "failure rate above which the alert is critical"),
-        ("failure-warning-pct", 10, "failure rate above which the alert is a warning"),
-        ("min-user-success-pct", 80, "a user below this success rate needs action"),
+    defaults = Thresholds()
+    for name, what in (
+        ("data_loss_critical_pct", "data loss rate above which the alert is critical"),
+        ("data_loss_warning_pct", "data loss rate above which the alert is a warning"),
+        ("failure_critical_pct", "failure rate above which the alert is critical"),
+        ("failure_warning_pct", "failure rate above which the alert is a warning"),
+        ("min_user_success_pct", "a user below this success rate needs action"),
     ):
+        default = getattr(defaults, name)
         parser.add_argument(
-            f"--{name}", default=str(default), metavar="PCT", help=f"{what} (default {default})"
+            f"--{name.replace('_', '-')}", default=f"{default:g}", metavar="PCT", help=f"{what} (default {default:g})"
         )
     parser.set_defaults(func=_monitor)
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """Every build_monitoring_report argument, validated (raises ParameterError)."""
-    from recovery_lib.alerts import Thresholds
-
-    thresholds = Thresholds.validated(
+def _options(args: argparse.Namespace) -> MonitorOptions:
+    """The monitor's options from the arguments, validated (raises ParameterError)."""
+    return MonitorOptions.validated(
+        hours=args.hours,
+        deep_check=not args.no_deep_check,
         data_loss_critical_pct=args.data_loss_critical_pct,
         data_loss_warning_pct=args.data_loss_warning_pct,
         failure_critical_pct=args.failure_critical_pct,
         failure_warning_pct=args.failure_warning_pct,
         min_user_success_pct=args.min_user_success_pct,
     )
-    return {
-        "hours": params.validate_hours(args.hours),
-        "deep_check": not args.no_deep_check,
-        **thresholds.to_dict(),
-    }
 
 
 def _write_json(target: str, data: dict[str, Any]) -> None:
@@ -103,22 +101,23 @@ def _write_json(target: str, data: dict[str, Any]) -> None:
 def _monitor(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
-    except params.ParameterError as exc:
+    except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     import sqlalchemy as sa
 
     from recovery_lib import db
-    from recovery_lib import prometheus as prom
     from recovery_lib.monitor import build_monitoring_report, format_text_report
+    from recovery_lib.monitor import prometheus as prom
+    from recovery_lib.redact import mask_url
 
     try:
-        report = build_monitoring_report(db.get_engine(), **options)
+        report = build_monitoring_report(db.get_engine(), options)
     except sa.exc.OperationalError as exc:
         first_line = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else ""
         print(
-            f"error: cannot read the database {db.mask_url(db.database_url())}: {first_line}", file=sys.stderr
+            f"error: cannot read the database {mask_url(db.database_url())}: {first_line}", file=sys.stderr
         )
         return 1
 

@@ -1,18 +1,15 @@
-"""``recover`` (reconciling recovery, or ``--dry-run``), ``reprocess-failed`` (the legacy path), ``verify``."""
+"""``recover`` (reconciling recovery, or ``--dry-run``) and ``reprocess-failed`` (the legacy path)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import db, params
-from recovery_lib.batching import BatchConfigError
-
-_log = logging.getLogger("recovery_lib.cli")
+from recovery_lib.errors import BatchConfigError, ParameterError
+from recovery_lib.options import INSERT_METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--status", nargs="+", metavar="S", help="statuses to recover (default: error partial_success)")
     recover.add_argument("--no-silent-loss", action="store_true", help="skip reconciling 'processed' ingestions")
     recover.add_argument(
-        "--insert-method", choices=("sql", "copy", "insert"), default="sql",
+        "--insert-method", choices=INSERT_METHODS, default="sql",
         help="sql: PostgreSQL writes the simple metrics from the jsonb, the parser the rest (default); "
              "copy: the parser's rows through COPY staging; insert: multi-row INSERT chunks")
     recover.add_argument("--report-dir", default=".", help="where data_recovery_report_*.json is written")
@@ -41,14 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     legacy.add_argument("--report-dir", default=".", help="where the report is written")
     legacy.set_defaults(func=_reprocess_failed)
 
-    verify = subparsers.add_parser("verify", help="reconcile again after recovery: what is still missing")
-    verify.add_argument("--since", default="24h", help="ISO date/time or a duration like 24h / 7d (default 24h)")
-    verify.add_argument("--user-id", help="only this user (a UUID)")
-    verify.add_argument("--json", metavar="FILE", help="also write the verification report as JSON")
-    verify.set_defaults(func=_verify)
 
-
-def _summary(report: dict) -> str:
+def _summary(report: dict[str, Any]) -> str:
     mode = "DRY RUN (nothing written)" if report["dry_run"] else "RECOVERY"
     lines = [
         f"{mode} run {report['run_id'][:8]} on {report['database']}",
@@ -65,35 +56,26 @@ def _summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace, **overrides: object) -> int:
-    from recovery_lib import recovery
+def _run(args: argparse.Namespace, **values: Any) -> int:
+    from recovery_lib import db, recovery
+    from recovery_lib.options import RecoveryOptions
+    from recovery_lib.redact import mask_url
 
     try:
-        options = recovery.validate_recovery_params(
-            overrides.get("user_id", args.user_id), overrides.get("statuses"), args.batch_size,
-            overrides.get("verify"), overrides.get("max_concurrent_jobs"), overrides.get("dry_run", False),
-            include_silent_loss=overrides.get("include_silent_loss", True),
-            insert_method=str(overrides.get("insert_method", "sql")),
-        )
-        from recovery_lib.batching import BatchConfig
-
-        BatchConfig.from_env().validate()
-    except (params.ParameterError, BatchConfigError) as exc:
+        options = RecoveryOptions.validated(user_id=args.user_id, batch_size=args.batch_size, **values)
+    except (ParameterError, BatchConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         report = recovery.run_recovery(
-            user_id=options.user_id, statuses=list(options.statuses), batch_size=options.batch_size,
-            verify=options.verify, max_concurrent_jobs=options.max_concurrent_jobs, dry_run=options.dry_run,
-            include_silent_loss=options.include_silent_loss, insert_method=options.insert_method,
-            report_dir=args.report_dir, progress=not getattr(args, "no_progress", False),
+            None, options, report_dir=args.report_dir, progress=not getattr(args, "no_progress", False)
         )
     except recovery.RecoveryAborted as exc:
         print(f"error: recovery stopped: {exc}", file=sys.stderr)
         print(_summary(exc.report.to_dict()))
         return 1
     except DBAPIError as exc:
-        print(f"error: {recovery.describe_error(exc)} (database: {db.mask_url(db.database_url())}); "
+        print(f"error: {db.describe_error(exc)} (database: {mask_url(db.database_url())}); "
               "finished ingestions are kept, nothing half-written: fix the cause and rerun", file=sys.stderr)
         return 1
     print(_summary(report.to_dict()))
@@ -110,26 +92,3 @@ def _recover(args: argparse.Namespace) -> int:
 
 def _reprocess_failed(args: argparse.Namespace) -> int:
     return _run(args, statuses=["error"], include_silent_loss=False, max_concurrent_jobs=1)
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from recovery_lib import verification
-
-    try:
-        since = params.validate_since(args.since)
-        user = params.validate_user_id(args.user_id)
-    except params.ParameterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report = verification.verify(since=since, user_id=user).to_dict()
-    print(f"checked {report['ingestions_checked']} ingestions since {report['since']}: "
-          f"{report['missing_metrics_total']} metric rows missing")
-    for name, n in report["missing_by_table"].items():
-        print(f"  {name:<24} {n:>8}")
-    print(f"status counts: {report['status_counts']}")
-    for failed in report["recovery_failed"]:
-        print(f"  recovery_failed {failed['ingestion_id']}: {failed['category']}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-    return 0 if report["ok"] else 1

@@ -1,7 +1,6 @@
-"""``simulate`` (generate the incident into the database) and ``summary`` (what the database holds).
+"""``simulate``: generate the incident into the database and print (or write) its ground truth.
 
 python -m recovery_lib simulate --users 10 --payloads 40 --seed 42 --truth runs/truth.json
-python -m recovery_lib summary
 """
 
 from __future__ import annotations
@@ -11,18 +10,8 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from recovery_lib import db, params, schema
-from recovery_lib.simulate import (
-    IncidentExistsError,
-    database_summary,
-    incident_exists,
-    measure,
-    plan_incident,
-    reset_tables,
-    write_plan,
-)
+from recovery_lib.simulate import IncidentExistsError, incident_exists, measure, plan_incident, reset_tables, write_plan
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
@@ -82,11 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=_simulate)
 
-    summary = subparsers.add_parser(
-        "summary", help="what the database holds: ingestions by status, rows per table"
-    )
-    summary.set_defaults(func=_summary)
-
 
 def _simulate(args: argparse.Namespace) -> int:
     engine = db.get_engine()
@@ -126,19 +110,3 @@ _EXISTS = (
     "Run again with --reset to empty this project's tables first (users, raw_ingestions, "
     "the 5 metric tables, recovery_log, reconciliation_cache)."
 )
-
-
-def _summary(args: argparse.Namespace) -> int:
-    engine = db.get_engine()
-    missing = {"users", "raw_ingestions", "recovery_log", *schema.METRIC_TABLES} - set(
-        sa.inspect(engine).get_table_names()
-    )
-    if missing:
-        print(
-            f"the schema is not initialised (missing: {', '.join(sorted(missing))}); "
-            "run `python -m recovery_lib db init`",
-            file=sys.stderr,
-        )
-        return 1
-    print(database_summary(engine).text())
-    return 0

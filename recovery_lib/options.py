@@ -1,0 +1,205 @@
+"""Run options, validated once: the names, defaults and rules of every parameter, in one place.
+
+The runner, the notebooks and the CLI each build one of these from what a person typed, before
+anything touches the database, and hand it down; the library functions take the object and
+never validate again. A bad value raises :class:`~recovery_lib.errors.ParameterError` naming
+the parameter and what is allowed.
+
+    >>> RecoveryOptions.validated(user_id="550e8400-e29b-41d4-a716-446655440000", batch_size="200").batch_size
+    200
+    >>> MonitorOptions.validated(hours=6).thresholds.data_loss_critical_pct
+    10.0
+
+The notebooks' ``parameters`` cells repeat these defaults as literals (papermill needs literals
+there); ``tests/test_options.py`` holds them to the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from recovery_lib import params as p
+from recovery_lib.batching import BatchConfig
+from recovery_lib.errors import ParameterError
+
+DEFAULT_STATUSES = ("error", "partial_success")
+INSERT_METHODS = ("sql", "copy", "insert")  # see recovery.writes.merge_payload
+
+
+def _refuse_unknown(kind: str, values: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParameterError(f"unknown parameter {', '.join(unknown)} for {kind}; known: {', '.join(sorted(known))}")
+
+
+# --- recovery and its dry run -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """What a recovery (or, with ``dry_run``, a preview) does; build it with :meth:`validated`."""
+
+    user_id: str | None = None  # one user's UUID, or None for every user
+    statuses: tuple[str, ...] = DEFAULT_STATUSES  # processing statuses to recover
+    batch_size: int = 100  # ingestions per round
+    verify: bool = True  # compare each payload's checksum before recovering it
+    max_concurrent_jobs: int = 5  # parallel workers
+    dry_run: bool = False  # compute everything, write nothing
+    include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
+    insert_method: str = "sql"  # sql | copy | insert
+    batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
+
+    #: Parameters an environment variable can set when the caller leaves them None.
+    ENVIRONMENT = {
+        "batch_size": "RECOVERY_BATCH_SIZE",
+        "max_concurrent_jobs": "RECOVERY_MAX_CONCURRENT_JOBS",
+        "verify": "RECOVERY_VERIFICATION_ENABLED",
+    }
+
+    @classmethod
+    def validated(
+        cls, *, env: Mapping[str, str] | None = None, batch_config: BatchConfig | None = None, **values: Any
+    ) -> RecoveryOptions:
+        """Check every parameter; a value left out or None takes its environment variable, else the default.
+
+        Environment: ``RECOVERY_BATCH_SIZE`` (100), ``RECOVERY_MAX_CONCURRENT_JOBS`` (5),
+        ``RECOVERY_VERIFICATION_ENABLED`` (true), and the chunk sizes of
+        :meth:`BatchConfig.from_env <recovery_lib.batching.BatchConfig.from_env>` (checked too:
+        :class:`~recovery_lib.errors.BatchConfigError`). Explicit arguments win.
+        """
+        env = os.environ if env is None else env
+        names = {f.name for f in fields(cls)} - {"batch_config"}
+        _refuse_unknown("recovery", values, names)
+        defaults = cls()
+
+        def given(name: str) -> tuple[Any, str]:
+            """The value to check and the name to show when it is wrong (the variable it came from)."""
+            value = values.get(name)
+            variable = cls.ENVIRONMENT.get(name)
+            if value is None and variable and env.get(variable, "").strip():
+                return env[variable], variable
+            return (getattr(defaults, name) if value is None else value), name
+
+        insert_method = values.get("insert_method") or defaults.insert_method
+        if insert_method not in INSERT_METHODS:
+            raise ParameterError(
+                f"insert_method must be one of {', '.join(map(repr, INSERT_METHODS))}, got {insert_method!r}"
+            )
+        statuses = values.get("statuses")
+        batch_size, batch_size_name = given("batch_size")
+        verify, verify_name = given("verify")
+        jobs, jobs_name = given("max_concurrent_jobs")
+        return cls(
+            user_id=p.validate_user_id(values.get("user_id")),
+            statuses=tuple(p.validate_statuses(list(DEFAULT_STATUSES) if statuses is None else statuses)),
+            batch_size=p.validate_batch_size(batch_size, name=batch_size_name),
+            verify=p.validate_bool(verify, name=verify_name),
+            max_concurrent_jobs=p.validate_max_concurrent_jobs(jobs, name=jobs_name),
+            dry_run=p.validate_bool(values.get("dry_run", False) or False, name="dry_run"),
+            include_silent_loss=p.validate_bool(
+                True if values.get("include_silent_loss") is None else values["include_silent_loss"],
+                name="include_silent_loss",
+            ),
+            insert_method=insert_method,
+            batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option as JSON-able data (the report's ``parameters``)."""
+        return {
+            "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
+            "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
+            "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
+            "batch_config": self.batch_config.to_dict(),
+        }
+
+
+# --- the monitor ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds in percent (0-100); see :mod:`recovery_lib.monitor.alerts` for the boundaries."""
+
+    data_loss_critical_pct: float = 10.0
+    data_loss_warning_pct: float = 5.0
+    failure_critical_pct: float = 20.0
+    failure_warning_pct: float = 10.0
+    min_user_success_pct: float = 80.0
+
+    @classmethod
+    def validated(cls, **values: Any) -> Thresholds:
+        """Thresholds from raw values (strings from papermill or a shell are fine).
+
+        Raises :class:`ParameterError` naming the parameter when a value is not a percentage
+        or a warning threshold is above its critical one.
+        """
+        defaults = asdict(cls())
+        _refuse_unknown("the monitor's thresholds", values, set(defaults))
+        checked = {
+            name: p.validate_percent(default if values.get(name) is None else values[name], name=name)
+            for name, default in defaults.items()
+        }
+        for kind in ("data_loss", "failure"):
+            warning, critical = checked[f"{kind}_warning_pct"], checked[f"{kind}_critical_pct"]
+            if warning > critical:
+                raise ParameterError(
+                    f"{kind}_warning_pct ({warning:g}) must not be above {kind}_critical_pct ({critical:g})"
+                )
+        return cls(**checked)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    """What the processing monitor looks at; build it with :meth:`validated`."""
+
+    hours: int = 24  # the window, in hours
+    deep_check: bool = True  # reconcile payloads against rows (finds silent loss)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @classmethod
+    def validated(cls, **values: Any) -> MonitorOptions:
+        """``hours``, ``deep_check`` and the threshold percentages, checked; None takes the default."""
+        defaults = cls()
+        thresholds = {k: v for k, v in values.items() if k not in ("hours", "deep_check")}
+        return cls(
+            hours=p.validate_hours(defaults.hours if values.get("hours") is None else values["hours"]),
+            deep_check=p.validate_bool(
+                defaults.deep_check if values.get("deep_check") is None else values["deep_check"], name="deep_check"
+            ),
+            thresholds=Thresholds.validated(**thresholds),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hours": self.hours, "deep_check": self.deep_check, **self.thresholds.to_dict()}
+
+
+# --- verification --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``verify`` reconciles: ingestions created since ``since`` (UTC), optionally one user's."""
+
+    since: datetime
+    user_id: str | None = None
+
+    DEFAULT_SINCE = "24h"
+
+    @classmethod
+    def validated(cls, *, since: Any = None, user_id: Any = None, now: datetime | None = None) -> VerifyOptions:
+        """``since`` as an ISO date/time or a duration like ``24h`` / ``7d`` (default 24 hours)."""
+        return cls(
+            since=p.validate_since(cls.DEFAULT_SINCE if since is None else since, now=now),
+            user_id=p.validate_user_id(user_id),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat(), "user_id": self.user_id}

@@ -1,0 +1,145 @@
+"""Value rules of the payload contract (docs/payload-format.md): dates, numbers, units, limits.
+
+Every check raises :class:`~recovery_lib.errors.Reject` with a category and the payload field it concerns; the
+value itself never travels with it, so nothing downstream can leak a health value into a
+message.
+
+    >>> parse_date("2024-02-06 14:30:00 -0800", "date", LATEST_ALLOWED_NEVER)
+    datetime.datetime(2024, 2, 6, 22, 30, tzinfo=datetime.timezone.utc)
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from recovery_lib.errors import Reject
+
+__all__ = ["Reject", "check_range", "number", "parse_date", "quantity", "text", "unit_factor"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Latest bound for callers that want no "future" check (doctest above, tools); real parses pass now + 1 day.
+LATEST_ALLOWED_NEVER = datetime.max.replace(tzinfo=UTC)
+
+# Unit factors to the table's unit (docs: "Unit factors"). Matched case-insensitively because
+# exporters disagree on "kJ"/"kj"; anything else is refused rather than stored at the wrong scale.
+LENGTH_TO_METERS = {"km": 1000.0, "mi": 1609.344, "m": 1.0}
+ENERGY_TO_KCAL = {"kcal": 1.0, "kj": 1 / 4.184}
+TIME_TO_MINUTES = {"hr": 60.0, "min": 1.0, "s": 1 / 60}
+UNIT_KINDS: dict[str, dict[str, float]] = {
+    "length": LENGTH_TO_METERS,
+    "energy": ENERGY_TO_KCAL,
+    "time": TIME_TO_MINUTES,
+}
+
+# Plausibility limits, inclusive, in the table's unit (docs: "Plausibility limits").
+HEART_RATE = (20.0, 300.0)
+HRV = (0.0, 500.0)
+SYSTOLIC = (40.0, 300.0)
+DIASTOLIC = (20.0, 200.0)
+PULSE = (20.0, 300.0)
+ACTIVITY = (0.0, 1e7)
+MINUTES = (0.0, 1440.0)
+WORKOUT_ENERGY = (0.0, 20000.0)
+WORKOUT_DISTANCE = (0.0, 1e6)
+
+
+def unit_factor(kind: str, units: object) -> float | None:
+    """Factor from ``units`` to the table's unit; ``None`` when the units are not recognised.
+
+    ``units`` that is ``None`` (absent) is the caller's business: it picks the default first.
+
+    >>> unit_factor("length", "km")
+    1000.0
+    """
+    if not isinstance(units, str):
+        return None
+    return UNIT_KINDS[kind].get(units.strip().lower())
+
+
+def number(value: object, field: str) -> float:
+    """A JSON number as a float, strictly.
+
+    ``None`` is ``missing_value``. Strings are ``non_numeric`` even when they look numeric
+    ("72"): the exporter writes numbers as numbers, so a string means something upstream is
+    wrong and guessing would hide it. Bools are ``non_numeric`` although Python treats them as
+    ints. NaN and infinities (floats, ``Decimal``) are ``non_finite``; an integer too large for a
+    float is ``out_of_range``.
+    """
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value):  # type: ignore[arg-type]
+            return value  # type: ignore[return-value]
+        raise Reject("non_finite", field)
+    if kind is int:
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            raise Reject("out_of_range", field) from None
+    if value is None:
+        raise Reject("missing_value", field)
+    if isinstance(value, bool):
+        raise Reject("non_numeric", field)
+    if isinstance(value, Decimal | int | float):  # Decimal from ijson, subclasses of int/float
+        try:
+            result = float(value)
+        except OverflowError:
+            raise Reject("out_of_range", field) from None
+        if not math.isfinite(result):
+            raise Reject("non_finite", field)
+        return result
+    raise Reject("non_numeric", field)
+
+
+def quantity(value: object, field: str) -> tuple[float, object]:
+    """A number given bare or as a ``{"qty": ..., "units": ...}`` object: ``(number, units or None)``.
+
+    >>> quantity({"qty": 5, "units": "km"}, "distance")
+    (5.0, 'km')
+    """
+    if type(value) is dict:
+        if "qty" not in value:
+            raise Reject("non_numeric", field)
+        return number(value["qty"], field), value.get("units")
+    return number(value, field), None
+
+
+def check_range(value: float, limits: tuple[float, float], field: str) -> float:
+    """``value`` when inside ``limits`` (inclusive), else ``out_of_range``."""
+    if limits[0] <= value <= limits[1]:
+        return value
+    raise Reject("out_of_range", field)
+
+
+def parse_date(value: object, field: str, latest: datetime) -> datetime:
+    """A payload date as a UTC datetime.
+
+    Accepts the exporter's ``yyyy-MM-dd HH:mm:ss Z`` (``2024-02-06 14:30:00 -0800``) and ISO 8601
+    (``2024-02-06T14:30:00-08:00``, ``...Z``, fractional seconds). Python 3.11's
+    ``datetime.fromisoformat`` reads both. A date without an offset is ``invalid_date``: guessing
+    a zone would shift the natural key by hours. Before 1970-01-01 UTC or after ``latest`` is
+    ``date_out_of_range``.
+    """
+    if value is None:
+        raise Reject("missing_date", field)
+    if not isinstance(value, str):
+        raise Reject("invalid_date", field)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Reject("invalid_date", field) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise Reject("invalid_date", field)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise Reject("date_out_of_range", field) from None
+    if parsed < EPOCH or parsed > latest:
+        raise Reject("date_out_of_range", field)
+    return parsed
+
+
+def text(value: object) -> str | None:
+    """A free-text field (``source``, workout ``name``): kept when a string, ignored otherwise."""
+    return value if isinstance(value, str) else None

@@ -1,0 +1,168 @@
+"""The recovery report: what a run (or a dry run) found and did, as plain JSON-able data.
+
+It holds counts, ids, categories and timings: never a health value, never a connection URL
+(the ``database`` field is masked).
+
+    >>> report.write(Path("reports"))   # reports/data_recovery_report_20260101_120000.json
+    >>> report.headline()
+    'recovered 14 of 17 ingestions, 187082 rows inserted, 3 failed, 0 rows still missing'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recovery_lib.files import create_new_json
+from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.store.metric_rows import TableReport
+
+__all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
+
+
+def headline(data: Mapping[str, Any]) -> str:
+    """The line an operator reads first, from a report's ``to_dict()`` (a dry run's or a recovery's)."""
+    if data.get("dry_run"):
+        return (
+            f"dry run: {data.get('candidates', 0)} candidate ingestions, would recover {data.get('recovered', 0)}, "
+            f"{data.get('missing_before_total', 0)} rows missing, would fail {data.get('recovery_failed', 0)}"
+        )
+    return (
+        f"recovered {data.get('recovered', 0)} of {data.get('candidates', 0)} ingestions, "
+        f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
+        f"{data.get('missing_after_total', 0)} rows still missing"
+    )
+
+
+@dataclass
+class IngestionOutcome:
+    """What happened to one candidate."""
+
+    ingestion_id: str
+    user_id: str
+    status_before: str
+    reason: str  # 'status' or 'silent_loss'
+    outcome: str  # recovered | recovery_failed | skipped | would_recover | would_fail
+    worker: str | None = None
+    error_category: str | None = None  # of the original processing error
+    failure_category: str | None = None  # why recovery failed (or would fail)
+    failure_message: str | None = None
+    checksum: str | None = None  # 'verified' | 'mismatched' | 'missing' | 'skipped'
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    rejected_points: int = 0
+    rejection_counts: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
+    sql_tables: list[str] = field(default_factory=list)  # written by PostgreSQL from the jsonb ('sql' method)
+
+    @property
+    def rows_inserted(self) -> int:
+        return sum(t.inserted for t in self.tables.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
+        data["rows_inserted"] = self.rows_inserted
+        return data
+
+
+@dataclass
+class RecoveryReport:
+    run_id: str
+    started_at: datetime
+    parameters: dict[str, Any]
+    dry_run: bool
+    database: str  # masked URL
+    finished_at: datetime | None = None
+    ingestions: list[IngestionOutcome] = field(default_factory=list)
+    aborted: str | None = None  # why the run stopped early, if it did
+    discovered: int | None = None  # candidates found; more than ingestions when a run stops early
+
+    # -- derived figures ---------------------------------------------------------------------
+    def _count(self, *outcomes: str) -> int:
+        return sum(1 for i in self.ingestions if i.outcome in outcomes)
+
+    def tables(self) -> dict[str, TableReport]:
+        totals = {name: TableReport() for name in METRIC_TABLES}
+        for item in self.ingestions:
+            for name, table in item.tables.items():
+                totals[name].add(table)
+        return totals
+
+    @property
+    def duration_seconds(self) -> float:
+        end = self.finished_at or datetime.now(UTC)
+        return max((end - self.started_at).total_seconds(), 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        tables = self.tables()
+        inserted = sum(t.inserted for t in tables.values())
+        users: dict[str, dict[str, Any]] = {}
+        for item in self.ingestions:
+            user = users.setdefault(
+                item.user_id,
+                {"user_id": item.user_id, "candidates": 0, "recovered": 0, "recovery_failed": 0, "skipped": 0,
+                 "rows_inserted": 0, "missing_before": 0, "missing_after": 0},
+            )
+            user["candidates"] += 1
+            key = {"would_recover": "recovered", "would_fail": "recovery_failed"}.get(item.outcome, item.outcome)
+            user[key] = user.get(key, 0) + 1
+            user["rows_inserted"] += item.rows_inserted
+            user["missing_before"] += sum(t.missing_before for t in item.tables.values())
+            user["missing_after"] += sum(t.missing_after for t in item.tables.values())
+        checksums = Counter(i.checksum or "skipped" for i in self.ingestions if i.outcome != "skipped")
+        duration = self.duration_seconds
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "parameters": self.parameters,
+            "dry_run": self.dry_run,
+            "database": self.database,
+            "aborted": self.aborted,
+            "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
+            "processed_ingestions": len(self.ingestions),
+            "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),
+            "recovered": self._count("recovered", "would_recover"),
+            "recovery_failed": self._count("recovery_failed", "would_fail"),
+            "skipped": self._count("skipped"),
+            "tables": {name: t.to_dict() for name, t in tables.items()},
+            "rows_expected_total": sum(t.expected for t in tables.values()),
+            "missing_before_total": sum(t.missing_before for t in tables.values()),
+            "rows_inserted_total": inserted,
+            "rows_filled_total": sum(t.filled for t in tables.values()),
+            "missing_after_total": sum(t.missing_after for t in tables.values()),
+            "error_categories": dict(Counter(i.error_category or "silent_loss" for i in self.ingestions)),
+            "failure_categories": dict(
+                Counter(i.failure_category for i in self.ingestions if i.failure_category)
+            ),
+            "rejected_points_total": sum(i.rejected_points for i in self.ingestions),
+            "users": sorted(users.values(), key=lambda u: (-u["missing_before"], u["user_id"])),
+            "checksums": {
+                "verified": checksums.get("verified", 0),
+                "mismatched": checksums.get("mismatched", 0),
+                "missing": checksums.get("missing", 0),
+                "skipped": checksums.get("skipped", 0),
+            },
+            "workers": dict(Counter(i.worker for i in self.ingestions if i.worker)),
+            "duration_seconds": round(duration, 3),
+            "rows_per_second": round(inserted / duration, 1) if duration > 0 else 0.0,
+            "ingestions": [i.to_dict() for i in self.ingestions],
+        }
+
+    def headline(self) -> str:
+        return headline(self.to_dict())
+
+    def filename(self) -> str:
+        return f"data_recovery_report_{self.started_at.astimezone(UTC):%Y%m%d_%H%M%S}.json"
+
+    def write(self, directory: Path | str) -> Path:
+        """Write the report as JSON (mode 0600) into ``directory`` and return its path.
+
+        Another run that started in the same second keeps its file: this one gets the run id too.
+        """
+        name = self.filename()
+        return create_new_json(directory, name, f"{name[:-5]}_{self.run_id[:8]}.json", self.to_dict())

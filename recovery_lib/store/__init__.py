@@ -1,0 +1,11 @@
+"""SQL, one module per table family; every value bound as a ``%(name)s`` parameter.
+
+* :mod:`.ingestions`: ``raw_ingestions`` rows and statuses (discovery, claims, outcomes, verify,
+  the monitor's aggregates).
+* :mod:`.metric_rows`: the metric tables (which keys exist; the merge that fills them).
+* :mod:`.recovery_log`: who finished which ingestion.
+* :mod:`.cache`: the reconciliation cache.
+
+The payload's own jsonb is expanded by :mod:`recovery_lib.payload.stored` and
+:mod:`recovery_lib.payload.sql_plan`.
+"""

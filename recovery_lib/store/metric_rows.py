@@ -1,0 +1,189 @@
+"""SQL of the metric tables: which keys exist, and the merge that fills them (never overwriting).
+
+Every statement on a metric table lives here, except the SQL fast path's ``INSERT ... SELECT``
+from the stored jsonb (:mod:`recovery_lib.payload.sql_write`), which shares :func:`update_clause`.
+
+One merge rule for every way of writing rows: fill NULL columns, never overwrite a value, the
+first value in payload order wins inside a payload. :func:`merge_sql` merges a COPY staging table
+(no bind parameters per row); :func:`insert_rows` sends multi-row INSERTs in chunks under the
+65,535-parameter limit (:class:`~recovery_lib.batching.BatchConfig` sizes them).
+
+    >>> count_present(conn, user_id, "heart_rate_metrics", keys)
+    120
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from recovery_lib.batching import PG_MAX_PARAMS, chunks
+from recovery_lib.db import run
+from recovery_lib.errors import BatchConfigError
+from recovery_lib.schema import METRIC_TABLES, MetricTable
+
+UNNEST_CHUNK = 50_000
+
+
+@dataclass
+class TableReport:
+    """What writing one payload's rows did to one table (or would do, in a dry run)."""
+
+    expected: int = 0
+    present_before: int = 0
+    inserted: int = 0
+    filled: int = 0  # existing wide rows that gained a column value
+    present_after: int = 0
+
+    @property
+    def missing_before(self) -> int:
+        return self.expected - self.present_before
+
+    @property
+    def missing_after(self) -> int:
+        return self.expected - self.present_after
+
+    def add(self, other: TableReport) -> None:
+        for name in ("expected", "present_before", "inserted", "filled", "present_after"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "missing_before": self.missing_before, "missing_after": self.missing_after}
+
+
+def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[datetime]) -> int:
+    """How many of ``keys`` exist in ``table`` for ``user_id`` (read-only; chunked)."""
+    t = METRIC_TABLES[table]
+    present = 0
+    for start in range(0, len(keys), UNNEST_CHUNK):
+        present += run(
+            conn,
+            f"SELECT count(*) FROM unnest(%(keys)s::timestamptz[]) AS k(at) "
+            f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = %(user_id)s AND m.{t.key} = k.at)",
+            {"keys": list(keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
+        ).scalar_one()
+    return present
+
+
+def update_clause(t: MetricTable) -> tuple[str, str]:
+    """SET and WHERE of the merge's ON CONFLICT: fill NULL columns, never overwrite a value."""
+    sets = ", ".join(f"{c} = COALESCE(t.{c}, EXCLUDED.{c})" for c in t.values)
+    # Touch a row only when it gains a value: a rerun then writes nothing at all.
+    changed = " OR ".join(f"(t.{c} IS NULL AND EXCLUDED.{c} IS NOT NULL)" for c in t.values)
+    return sets, changed
+
+
+def staging_name(t: MetricTable) -> str:
+    return f"stage_{t.name}"
+
+
+def staging_ddl(t: MetricTable) -> str:
+    cols = ", ".join(
+        f"{c} {_pg_type(t, c)}" for c in t.values
+    )
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(t)} "
+        f"(seq bigint NOT NULL, key timestamptz NOT NULL, {cols}) ON COMMIT DELETE ROWS"
+    )
+
+
+def _pg_type(t: MetricTable, column: str) -> str:
+    col_type = t.table.c[column].type
+    if isinstance(col_type, sa.DateTime):
+        return "timestamptz"
+    if isinstance(col_type, sa.Text):
+        return "text"
+    return "double precision"
+
+
+def merge_sql(t: MetricTable) -> str:
+    """INSERT the staged rows of one ingestion; returns one row per inserted or filled row."""
+    picks = ", ".join(
+        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]" for c in t.values
+    )
+    sets, changed = update_clause(t)
+    return (
+        f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {t.key}, {', '.join(t.values)}) "
+        f"SELECT %(user_id)s, key, {picks} FROM {staging_name(t)} GROUP BY key ORDER BY key "
+        f"ON CONFLICT (user_id, {t.key}) DO UPDATE SET {sets} WHERE {changed} "
+        f"RETURNING (xmax = 0) AS inserted) "
+        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    )
+
+
+def staged_counts_sql(t: MetricTable) -> str:
+    """Distinct staged keys, and how many of them exist for the user."""
+    return (
+        f"SELECT count(*), count(m.{t.key}) FROM (SELECT DISTINCT key FROM {staging_name(t)}) s "
+        f"LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND m.{t.key} = s.key"
+    )
+
+
+def _copy_text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    return (
+        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, datetime, Mapping[str, Any]]]) -> int:
+    """COPY ``(seq, key, values)`` rows into the table's staging table; returns rows written."""
+    buffer = io.StringIO()
+    count = 0
+    for seq, key, values in rows:
+        buffer.write(
+            "\t".join([str(seq), key.isoformat(), *(_copy_text(values.get(c)) for c in t.values)]) + "\n"
+        )
+        count += 1
+    if count:
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY {staging_name(t)} (seq, key, {', '.join(t.values)}) FROM STDIN", buffer)
+    return count
+
+
+def insert_rows(
+    cursor: Any, t: MetricTable, user_id: str, rows: Mapping[datetime, Mapping[str, Any]], chunk_size: int
+) -> tuple[int, int]:
+    """Multi-row INSERT ... ON CONFLICT of already-merged rows, ``chunk_size`` rows a statement.
+
+    Returns ``(inserted, filled)``. The chunk size must keep rows x params per row under the
+    limit; :class:`BatchConfig` guarantees that.
+    """
+    columns = t.columns
+    if chunk_size * len(columns) > PG_MAX_PARAMS:
+        raise BatchConfigError(
+            f"Invalid batch configuration: {t.name}: chunk size {chunk_size} x {len(columns)} params per row "
+            f"exceeds {PG_MAX_PARAMS}"
+        )
+    sets, changed = update_clause(t)
+    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    inserted = filled = 0
+    items = sorted(rows.items())
+    for part in chunks(items, chunk_size):
+        params: list[Any] = []
+        for key, values in part:
+            params.extend([user_id, key, *(values.get(c) for c in t.values)])
+        sql = (
+            f"WITH merged AS (INSERT INTO {t.name} AS t ({', '.join(columns)}) VALUES "
+            + ", ".join([placeholder] * len(part))
+            + f" ON CONFLICT (user_id, {t.key}) DO UPDATE SET {sets} WHERE {changed} "
+            "RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+        )
+        cursor.execute(sql, params)
+        got_inserted, got_filled = cursor.fetchone()
+        inserted += got_inserted
+        filled += got_filled
+    return inserted, filled

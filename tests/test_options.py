@@ -1,0 +1,71 @@
+"""Parameters are named, defaulted and validated in one place: recovery_lib.options.
+
+The notebooks' parameters cells repeat the defaults as literals (papermill needs literals);
+these tests hold the cells to the options, and show what validation accepts and refuses.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from recovery_lib.errors import ParameterError
+from recovery_lib.options import MonitorOptions, RecoveryOptions, Thresholds, VerifyOptions
+from recovery_lib.runbook import parameters
+from recovery_lib.runbook.notebooks import RUNBOOK_ORDER, options_for
+
+DEFAULTS = {
+    "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
+                **Thresholds().to_dict()},
+    "preview": {name: getattr(RecoveryOptions(), name) for name in
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs")},
+    "recover": {name: getattr(RecoveryOptions(), name) for name in
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run")},
+    "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
+}
+
+
+@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+def test_notebook_parameter_cells_hold_the_options_defaults(name: str) -> None:
+    declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
+    assert set(declared) == set(DEFAULTS[name])
+    for parameter, expected in DEFAULTS[name].items():
+        default = declared[parameter].default
+        if isinstance(expected, tuple):
+            default = tuple(default)
+        assert default == expected, f"{name}: {parameter} defaults to {default!r}, the options to {expected!r}"
+
+
+@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+def test_the_defaults_of_each_notebook_validate(name: str) -> None:
+    declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
+    options = options_for(name, **{p: d.default for p, d in declared.items()})
+    assert options.to_dict()
+
+
+def test_recovery_options_validate_once_and_name_the_parameter() -> None:
+    options = RecoveryOptions.validated(user_id=" 550E8400-E29B-41D4-A716-446655440000 ", batch_size="200",
+                                        statuses="error,recovery_failed", env={})
+    assert options.user_id == "550e8400-e29b-41d4-a716-446655440000"
+    assert (options.batch_size, options.statuses) == (200, ("error", "recovery_failed"))
+    with pytest.raises(ParameterError, match="batch_size must be a whole number from 1 to 10000, got 0"):
+        RecoveryOptions.validated(batch_size=0, env={})
+    with pytest.raises(ParameterError, match="RECOVERY_BATCH_SIZE must be a whole number"):
+        RecoveryOptions.validated(env={"RECOVERY_BATCH_SIZE": "lots"})
+    with pytest.raises(ParameterError, match="unknown parameter batchsize for recovery"):
+        RecoveryOptions.validated(batchsize=10)
+
+
+def test_preview_options_are_always_a_dry_run() -> None:
+    assert options_for("preview", user_id=None).dry_run is True
+    with pytest.raises(TypeError):
+        options_for("preview", dry_run=False)
+
+
+def test_monitor_and_verify_options() -> None:
+    options = MonitorOptions.validated(hours="6", deep_check="false", data_loss_critical_pct="12.5")
+    assert (options.hours, options.deep_check, options.thresholds.data_loss_critical_pct) == (6, False, 12.5)
+    with pytest.raises(ParameterError, match="data_loss_warning_pct \\(20\\) must not be above"):
+        MonitorOptions.validated(data_loss_warning_pct=20)
+    assert VerifyOptions.validated(since="2024-02-06T14:30:00Z").since.isoformat() == "2024-02-06T14:30:00+00:00"
+    with pytest.raises(ParameterError, match="since must be an ISO date/time"):
+        VerifyOptions.validated(since="yesterday-ish")
