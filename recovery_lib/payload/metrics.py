@@ -193,15 +193,20 @@ _SLEEP_FIELDS = (
     ("inBed", None),
 )
 # Unaggregated stage -> column; None counts toward nothing but the session's span.
+# "InBed" (no space) comes from app 6.6.2; "Unspecified" is asleep in a stage the source did not classify.
 SLEEP_STAGES: dict[str, str | None] = {
     "Core": "light_sleep_minutes",
     "Deep": "deep_sleep_minutes",
     "REM": "rem_sleep_minutes",
     "Awake": "awake_minutes",
     "Asleep": None,
+    "Unspecified": None,
     "In Bed": None,
+    "InBed": None,
 }
-_ASLEEP_STAGES = frozenset({"Core", "Deep", "REM", "Asleep"})
+_ASLEEP_STAGES = frozenset({"Core", "Deep", "REM", "Asleep", "Unspecified"})
+# Aggregated sleep without totalSleep: its duration is the sum of these (asleep = unclassified sleep).
+_SLEEP_PARTS = ("asleep", "core", "deep", "rem")
 SESSION_GAP = timedelta(minutes=60)
 
 
@@ -224,7 +229,7 @@ def convert_sleep(point: dict[str, Any], units: object, latest: datetime) -> Con
         if end < key:
             raise Reject("invalid_date", "sleepEnd")
         values["sleep_end"] = end
-    if point.get("totalSleep") is None and point.get("asleep") is None:
+    if all(point.get(name) is None for name in ("totalSleep", *_SLEEP_PARTS)):
         raise Reject("missing_value", "totalSleep")
     minutes: dict[str, float] = {}
     for name, column in _SLEEP_FIELDS:
@@ -236,10 +241,19 @@ def convert_sleep(point: dict[str, Any], units: object, latest: datetime) -> Con
         minutes[name] = check_range(value, MINUTES, name)
         if column is not None:
             values[column] = minutes[name]
-    duration = minutes["totalSleep"] if "totalSleep" in minutes else minutes["asleep"]
+    # Before 6.6.2 asleep was the total and no stage was sent; from 6.6.2 asleep is 0 (unclassified)
+    # beside core/deep/rem: both are the sum of what was sent.
+    if "totalSleep" in minutes:
+        duration = minutes["totalSleep"]
+    else:
+        duration = check_range(sum(minutes.get(p, 0.0) for p in _SLEEP_PARTS), MINUTES, "asleep")
     values["duration_minutes"] = duration
     if minutes.get("inBed", 0.0) > 0:
         values["efficiency"] = 100.0 * duration / minutes["inBed"]
+    # Before 6.6.2 the sources came per part; later a single "source" (which the parser prefers).
+    source = text(point.get("sleepSource")) or text(point.get("inBedSource"))
+    if source is not None:
+        values["source_device"] = source
     return key, values
 
 
@@ -362,5 +376,8 @@ def convert_workout(obj: dict[str, Any], latest: datetime) -> Converted:
             field, raw = flat, obj.get(flat)
         if raw is None:
             continue
-        values[column] = check_range(quantity(raw, field)[0], HEART_RATE, field)
+        rate = quantity(raw, field)[0]
+        if rate == 0:
+            continue  # how exports without a watch say "no heart rate": absent, the workout is kept
+        values[column] = check_range(rate, HEART_RATE, field)
     return key, values

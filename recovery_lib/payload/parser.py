@@ -83,7 +83,7 @@ __all__ = [
     "parse_payload",
 ]
 
-PARSER_VERSION: int = 1  # bump when the mapping changes: the reconciliation cache is keyed on it
+PARSER_VERSION: int = 2  # bump when the mapping changes: the reconciliation cache is keyed on it
 
 WORKOUTS = "workouts"
 UNNAMED = "<unnamed>"

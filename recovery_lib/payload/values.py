@@ -11,6 +11,7 @@ message.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -112,14 +113,38 @@ def check_range(value: float, limits: tuple[float, float], field: str) -> float:
     raise Reject("out_of_range", field)
 
 
+# A phone set to 12-hour time: "2024-09-21 7:57:00\u202fam +1000" (iOS puts a narrow no-break space,
+# sometimes a no-break space or a plain one, before am/pm; the hour is not zero-padded).
+_TWELVE_HOUR = re.compile(
+    r"(\d{4}-\d{2}-\d{2}) (\d{1,2})(:\d{2}:\d{2}(?:\.\d+)?)[ \u00a0\u202f]([aApP])[mM] ([+-]\d{2}:?\d{2}|Z)"
+)
+
+
+def _from_twelve_hour(value: str) -> datetime:
+    """The instant of a 12-hour date, or ValueError (hour 0 or over 12 is not a 12-hour clock)."""
+    match = _TWELVE_HOUR.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    day, hour_text, rest, meridiem, offset = match.groups()
+    hour = int(hour_text)
+    if not 1 <= hour <= 12:
+        raise ValueError(value)
+    hour = hour % 12 + (12 if meridiem in "pP" else 0)
+    return datetime.fromisoformat(f"{day} {hour:02d}{rest} {offset}")
+
+
 def parse_date(value: object, field: str, latest: datetime) -> datetime:
     """A payload date as a UTC datetime.
 
-    Accepts the exporter's ``yyyy-MM-dd HH:mm:ss Z`` (``2024-02-06 14:30:00 -0800``) and ISO 8601
-    (``2024-02-06T14:30:00-08:00``, ``...Z``, fractional seconds). Python 3.11's
-    ``datetime.fromisoformat`` reads both. A date without an offset is ``invalid_date``: guessing
-    a zone would shift the natural key by hours. Before 1970-01-01 UTC or after ``latest`` is
-    ``date_out_of_range``.
+    Accepts the exporter's ``yyyy-MM-dd HH:mm:ss Z`` (``2024-02-06 14:30:00 -0800``), the same on
+    a phone set to 12-hour time (``2024-09-21 7:57:00\u202fam +1000``, am/pm in either case after
+    a space, a no-break space or a narrow no-break space) and ISO 8601
+    (``2024-02-06T14:30:00-08:00``, ``...Z``, fractional seconds). A date without an offset is
+    ``invalid_date``: guessing a zone would shift the natural key by hours. Before 1970-01-01 UTC
+    or after ``latest`` is ``date_out_of_range``.
+
+    >>> parse_date("2024-09-21 7:57:00\u202fpm +1000", "date", LATEST_ALLOWED_NEVER).isoformat()
+    '2024-09-21T09:57:00+00:00'
     """
     if value is None:
         raise Reject("missing_date", field)
@@ -128,7 +153,10 @@ def parse_date(value: object, field: str, latest: datetime) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise Reject("invalid_date", field) from None
+        try:
+            parsed = _from_twelve_hour(value)  # only after the common form failed: it costs a regex
+        except ValueError:
+            raise Reject("invalid_date", field) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise Reject("invalid_date", field)
     try:
