@@ -21,19 +21,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from recovery_lib.catalogue.tables import TABLES
 from recovery_lib.errors import BatchConfigError
 from recovery_lib.schema import METRIC_TABLES
 
 PG_MAX_PARAMS = 65_535
 SAFETY_MARGIN = 0.9  # headroom for the few statement-level parameters and future columns
 
-ENV_VARS: dict[str, str] = {
-    "heart_rate_metrics": "BATCH_HEART_RATE_CHUNK_SIZE",
-    "blood_pressure_metrics": "BATCH_BLOOD_PRESSURE_CHUNK_SIZE",
-    "sleep_metrics": "BATCH_SLEEP_CHUNK_SIZE",
-    "activity_metrics": "BATCH_ACTIVITY_CHUNK_SIZE",
-    "workout_metrics": "BATCH_WORKOUT_CHUNK_SIZE",
-}
+# The variable that sets each table's chunk size (the incident guide's five names, then BATCH_<TABLE>_...).
+ENV_VARS: dict[str, str] = {name: spec.chunk_variable for name, spec in TABLES.items()}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from recovery_lib.accounting import Accounting
 from recovery_lib.db import cursor
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import sql_plan, stored
@@ -51,12 +52,13 @@ class TableCounts:
 
 @dataclass
 class Expectation:
-    """What one payload implies: keys per table, and what could not become a row."""
+    """What one payload implies: keys per table, what could not become a row, where every point went."""
 
-    keys: dict[str, list[datetime]]
+    keys: dict[str, list[Any]]
     rejected_points: int = 0
     rejection_counts: dict[str, int] = field(default_factory=dict)
     parse_error: str | None = None
+    accounting: Accounting = field(default_factory=Accounting)
 
 
 @dataclass
@@ -69,6 +71,16 @@ class IngestionReconciliation:
     tables: dict[str, TableCounts]
     rejected_points: int = 0
     parse_error: str | None = None
+    accounting: Accounting = field(default_factory=Accounting)
+
+    def __post_init__(self) -> None:
+        self.accounting.rows_expected = self.expected_total
+        self.accounting.rows_present = sum(t.present for t in self.tables.values())
+
+    @property
+    def complete(self) -> bool:
+        """Every point accounted for and every row present (see :mod:`recovery_lib.accounting`)."""
+        return self.parse_error is None and self.accounting.complete
 
     @property
     def missing_total(self) -> int:
@@ -89,6 +101,7 @@ class IngestionReconciliation:
             "missing_total": self.missing_total,
             "rejected_points": self.rejected_points,
             "parse_error": self.parse_error,
+            "accounting": self.accounting.to_dict(),
         }
 
 
@@ -104,41 +117,49 @@ def expected_keys(
     points, the statements' round trips cost more than parsing.
     """
     parser = PayloadParser(now=now)
-    keys: dict[str, set[datetime]] = {name: set() for name in METRIC_TABLES}
+    keys: dict[str, set[Any]] = {name: set() for name in METRIC_TABLES}
     skip: list[int] = []
+    listed_points = 0
     if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
         use_sql = False
-    shaped: bool | None = None
+    shaped: stored.Structure | None = None
     if use_sql:
-        shaped = stored.structure_ok(conn, ingestion_id)
-    if shaped:
+        shaped = stored.structure(conn, ingestion_id)
+    if shaped is not None and shaped.ok:
         with cursor(conn) as cur:
             listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
         if listed is not None:
             for name, found in listed[0].items():
                 keys[name].update(found)
-            skip = listed[1]
+            skip, listed_points = listed[1], listed[2]
     try:
-        for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure_ok=shaped)):
+        for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped)):
             keys[row.table].add(row.key)
     except PayloadError as exc:
         return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)
     counts = dict(parser.rejection_counts)
+    # The points SQL listed were counted by SQL, not by the parser: they are stored points too.
+    accounting = Accounting.of_parser(parser.summary())
+    accounting.points += listed_points
+    accounting.stored += listed_points
     return Expectation(
         {name: sorted(found) for name, found in keys.items()},
         rejected_points=sum(counts.values()),
         rejection_counts=counts,
+        accounting=accounting,
     )
 
 
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present counts per ingestion and table, joined in SQL against the cached keys."""
-    result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0} for r in rows}
+    result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0, "accounting": None} for r in rows}
     ids = list(result)
     for name in METRIC_TABLES:
-        for ingestion_id, expected, rejected, present in cache.counts(conn, ids, name, parser_version=PARSER_VERSION):
+        found = cache.counts(conn, ids, name, parser_version=PARSER_VERSION)
+        for ingestion_id, expected, rejected, present, accounting in found:
             result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present)
             result[str(ingestion_id)]["rejected"] = rejected
+            result[str(ingestion_id)]["accounting"] = accounting
     return result
 
 
@@ -182,7 +203,7 @@ def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> li
         expectation = expected_keys(conn, r.id, payload_size=r.payload_size_bytes)
         if writable and expectation.parse_error is None:
             cache.store(conn, r.payload_hash, parser_version=PARSER_VERSION, keys=expectation.keys,
-                        rejected_points=expectation.rejected_points)
+                        rejected_points=expectation.rejected_points, accounting=expectation.accounting.to_dict())
             written.add(r.payload_hash)
         else:
             direct[r.id] = expectation
@@ -197,12 +218,15 @@ def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> li
                 name: TableCounts(len(keys), count_present(conn, r.user_id, name, keys) if keys else 0)
                 for name, keys in exp.keys.items()
             }
-            rejected, parse_error = exp.rejected_points, exp.parse_error
+            rejected, parse_error, accounting = exp.rejected_points, exp.parse_error, exp.accounting
         else:
-            tables, rejected, parse_error = via_cache[r.id]["tables"], via_cache[r.id]["rejected"], None
+            cached_entry = via_cache[r.id]
+            tables, rejected, parse_error = cached_entry["tables"], cached_entry["rejected"], None
+            accounting = Accounting.of_dict(cached_entry["accounting"])
         results.append(
             IngestionReconciliation(
-                r.id, r.user_id, r.status, r.created_at, r.payload_size_bytes, tables, rejected, parse_error
+                r.id, r.user_id, r.status, r.created_at, r.payload_size_bytes, tables, rejected, parse_error,
+                accounting,
             )
         )
     return results

@@ -1,6 +1,9 @@
-"""The Health Export API's tables, as SQLAlchemy Core, and ``init_db`` to create them.
+"""This project's schema as SQLAlchemy Core: users, raw_ingestions, a table per catalogue family, bookkeeping.
 
-Table names, natural keys and the named columns are fixed: other tools rely on them.
+The metric tables are built from the catalogue (:mod:`recovery_lib.catalogue`): names and
+columns follow the Health Export API's public schema where it has them; the natural key is
+``(user_id, key)`` or ``(user_id, key, tag)``. ``init_db`` creates what is missing, and adds to
+an older database the tables and columns it lacks; it never drops or changes what exists.
 
     >>> init_db(get_engine())   # idempotent: a second call changes nothing
 """
@@ -13,6 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
 
+from recovery_lib import catalogue
+from recovery_lib.catalogue.model import FLOAT, JSON, TEXT, TIMESTAMP, TableSpec
+
 metadata = sa.MetaData()
 
 STATUSES = ("pending", "processed", "partial_success", "error", "recovered", "recovery_failed")
@@ -22,9 +28,6 @@ FAILED = ("error", "partial_success", "recovery_failed")
 SUCCESS = ("processed", "recovered")
 WORKER_DONE = ("processed", "partial_success", "error")  # statuses the ingestion worker itself sets
 VERIFIED_STATUSES = ("processed", "partial_success", "error", "recovered", "recovery_failed")  # verify checks these
-
-Num = sa.Double  # measurements are real numbers; units are in the column names
-
 
 def _created_at() -> sa.Column:
     return sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
@@ -55,89 +58,37 @@ raw_ingestions = sa.Table(
     sa.Index("ix_raw_ingestions_created", "created_at"),
 )
 
-heart_rate_metrics = sa.Table(
-    "heart_rate_metrics",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("heart_rate", Num),
-    sa.Column("heart_rate_min", Num),
-    sa.Column("heart_rate_max", Num),
-    sa.Column("resting_heart_rate", Num),
-    sa.Column("heart_rate_variability", Num),
-    sa.Column("source_device", sa.Text),
-    _created_at(),
-    sa.UniqueConstraint("user_id", "recorded_at", name="uq_heart_rate_user_time"),
-)
+_TYPES = {FLOAT: sa.Double, TEXT: sa.Text, TIMESTAMP: sa.DateTime(timezone=True), JSON: JSONB}
+# The constraint names databases created before the catalogue already have.
+_CONSTRAINTS = {
+    "heart_rate_metrics": "uq_heart_rate_user_time",
+    "blood_pressure_metrics": "uq_blood_pressure_user_time",
+    "sleep_metrics": "uq_sleep_user_start",
+    "activity_metrics": "uq_activity_user_time",
+    "workout_metrics": "uq_workout_user_start",
+}
 
-blood_pressure_metrics = sa.Table(
-    "blood_pressure_metrics",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("systolic", Num),
-    sa.Column("diastolic", Num),
-    sa.Column("pulse", Num),
-    sa.Column("source_device", sa.Text),
-    _created_at(),
-    sa.UniqueConstraint("user_id", "recorded_at", name="uq_blood_pressure_user_time"),
-)
 
-sleep_metrics = sa.Table(
-    "sleep_metrics",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("sleep_start", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("sleep_end", sa.DateTime(timezone=True)),
-    sa.Column("duration_minutes", Num),
-    sa.Column("deep_sleep_minutes", Num),
-    sa.Column("rem_sleep_minutes", Num),
-    sa.Column("light_sleep_minutes", Num),
-    sa.Column("awake_minutes", Num),
-    sa.Column("efficiency", Num),
-    sa.Column("source_device", sa.Text),
-    _created_at(),
-    sa.UniqueConstraint("user_id", "sleep_start", name="uq_sleep_user_start"),
-)
+def _metric_table(spec: TableSpec) -> sa.Table:
+    """The table of one catalogue entry: id, user, natural key (time and tag), its columns, created_at."""
+    key = [sa.Column(spec.key, sa.DateTime(timezone=True), nullable=False)]
+    if spec.tag:
+        key.append(sa.Column(spec.tag, _TYPES[spec.tag_type], nullable=False))
+    return sa.Table(
+        spec.name,
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
+        *key,
+        *(sa.Column(c.name, _TYPES[c.type]) for c in catalogue.table_columns(spec.name)),
+        _created_at(),
+        sa.UniqueConstraint("user_id", *(c.name for c in key),
+                            name=_CONSTRAINTS.get(spec.name, f"uq_{spec.name}_natural_key")),
+    )
 
-activity_metrics = sa.Table(
-    "activity_metrics",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("step_count", Num),
-    sa.Column("distance_meters", Num),
-    sa.Column("flights_climbed", Num),
-    sa.Column("active_energy_burned_kcal", Num),
-    sa.Column("basal_energy_burned_kcal", Num),
-    sa.Column("apple_exercise_time_minutes", Num),
-    sa.Column("apple_stand_time_minutes", Num),
-    sa.Column("source_device", sa.Text),
-    _created_at(),
-    sa.UniqueConstraint("user_id", "recorded_at", name="uq_activity_user_time"),
-)
 
-workout_metrics = sa.Table(
-    "workout_metrics",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", UUID(as_uuid=False), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("workout_type", sa.Text),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended_at", sa.DateTime(timezone=True)),
-    sa.Column("total_energy_kcal", Num),
-    sa.Column("active_energy_kcal", Num),
-    sa.Column("distance_meters", Num),
-    sa.Column("avg_heart_rate", Num),
-    sa.Column("max_heart_rate", Num),
-    sa.Column("source_device", sa.Text),
-    _created_at(),
-    sa.UniqueConstraint("user_id", "started_at", name="uq_workout_user_start"),
-)
+for _spec in catalogue.TABLES.values():
+    _metric_table(_spec)
 
 # Who recovered what: one line per ingestion a recovery run finished (either outcome), so
 # concurrent runs can prove that each ingestion was handled by exactly one of them.
@@ -163,7 +114,11 @@ reconciliation_cache = sa.Table(
     sa.Column("parser_version", sa.Integer, primary_key=True),
     sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("expected_keys", sa.ARRAY(sa.DateTime(timezone=True)), nullable=False),
+    # The tags of a tagged table's keys, as text, parallel to expected_keys (NULL for other tables).
+    sa.Column("expected_tags", sa.ARRAY(sa.Text)),
     sa.Column("rejected_points", sa.Integer, nullable=False, server_default="0"),
+    # Where the payload's points went (recovery_lib.accounting; counts and names only, no values).
+    sa.Column("accounting", JSONB),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
 
@@ -173,46 +128,52 @@ class MetricTable:
     """What the engine needs to know of one metric table."""
 
     name: str
-    key: str  # the timestamp column of the natural key (user_id, key)
+    key: str  # the timestamp column of the natural key
     values: tuple[str, ...]  # every other column the payload can fill
+    tag: str | None = None  # the column completing the natural key (user_id, key, tag), if any
 
     @property
     def table(self) -> sa.Table:
         return metadata.tables[self.name]
 
     @property
+    def natural_key(self) -> tuple[str, ...]:
+        """The natural key's columns after ``user_id``: ``(key,)`` or ``(key, tag)``."""
+        return (self.key, self.tag) if self.tag else (self.key,)
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        return ("user_id", self.key, *self.values)
-
-
-def _metric(table: sa.Table, key: str) -> MetricTable:
-    skip = {"id", "user_id", key, "created_at"}
-    return MetricTable(table.name, key, tuple(c.name for c in table.columns if c.name not in skip))
+        return ("user_id", *self.natural_key, *self.values)
 
 
 METRIC_TABLES: dict[str, MetricTable] = {
-    t.name: t
-    for t in (
-        _metric(heart_rate_metrics, "recorded_at"),
-        _metric(blood_pressure_metrics, "recorded_at"),
-        _metric(sleep_metrics, "sleep_start"),
-        _metric(activity_metrics, "recorded_at"),
-        _metric(workout_metrics, "started_at"),
-    )
+    spec.name: MetricTable(spec.name, spec.key, tuple(c.name for c in catalogue.table_columns(spec.name)), spec.tag)
+    for spec in catalogue.TABLES.values()
 }
 
 
 def init_db(engine: Engine) -> list[str]:
-    """Create every table and index that is missing; return the names of tables created.
+    """Create every table and index that is missing, add missing columns; return what was created.
 
-    Safe to run any number of times: existing tables and their rows are left alone.
+    Safe to run any number of times: existing tables, columns and rows are left alone. The names
+    returned are tables (``activity_metrics``) and added columns (``activity_metrics.walking_speed_m_per_s``).
     """
     with engine.begin() as conn:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
-        existing = set(sa.inspect(conn).get_table_names())
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
         metadata.create_all(conn, checkfirst=True)
-    return [name for name in metadata.tables if name not in existing]
+        added = []
+        for name in sorted(existing & set(metadata.tables)):
+            present = {c["name"] for c in inspector.get_columns(name)}
+            for column in metadata.tables[name].columns:
+                if column.name not in present:
+                    # Identifiers from the schema, never from input; a new column is nullable.
+                    kind = column.type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS "{column.name}" {kind}')
+                    added.append(f"{name}.{column.name}")
+    return [name for name in metadata.tables if name not in existing] + added
 
 
 def drop_all(engine: Engine) -> None:

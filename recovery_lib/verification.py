@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from recovery_lib import db, reconcile
+from recovery_lib.accounting import Accounting, total
 from recovery_lib.error_patterns import error_texts
 from recovery_lib.files import write_json
 from recovery_lib.options import VerifyOptions
@@ -26,9 +27,10 @@ from recovery_lib.store import ingestions
 
 def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()``."""
+    names = Accounting.of_dict(data.get("accounting")).names_line()
     return (
         f"{data.get('ingestions_checked', 0)} ingestions checked, {data.get('missing_metrics_total', 0)} rows missing, "
-        f"{len(data.get('recovery_failed') or [])} recovery_failed"
+        f"{len(data.get('recovery_failed') or [])} recovery_failed" + (f"; {names}" if names else "")
     )
 
 
@@ -43,6 +45,8 @@ class VerificationReport:
     still_missing: list[dict[str, Any]] = field(default_factory=list)  # ingestions with rows missing
     recovery_failed: list[dict[str, Any]] = field(default_factory=list)
     generated_at: str = ""
+    accounting: Accounting = field(default_factory=Accounting)
+    unsupported: list[dict[str, Any]] = field(default_factory=list)  # ingestions with points that have no table
 
     @property
     def missing_metrics_total(self) -> int:
@@ -50,7 +54,8 @@ class VerificationReport:
 
     @property
     def ok(self) -> bool:
-        return self.missing_metrics_total == 0
+        """Nothing missing, and no point without a place: every ingestion checked is complete."""
+        return self.missing_metrics_total == 0 and not self.unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +70,8 @@ class VerificationReport:
             "status_counts": dict(self.status_counts),
             "still_missing": self.still_missing,
             "recovery_failed": self.recovery_failed,
+            "accounting": self.accounting.to_dict(),
+            "unsupported": self.unsupported,
             "ok": self.ok,
         }
 
@@ -91,6 +98,11 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
         report.ingestions_checked = len(results)
         report.missing_by_table = reconcile.missing_by_table(results)
         report.still_missing = [r.to_dict() for r in results if r.missing_total > 0]
+        report.accounting = total(r.accounting for r in results)
+        report.unsupported = [
+            {"ingestion_id": r.ingestion_id, "user_id": r.user_id, "unsupported": dict(r.accounting.unsupported)}
+            for r in results if r.accounting.unsupported
+        ]
         report.status_counts = ingestions.status_counts(conn, **scope)
         for ingestion_id, owner, errors in ingestions.recovery_failures(conn, **scope):
             notes = [e for e in (errors if isinstance(errors, list) else [errors]) if isinstance(e, dict)]

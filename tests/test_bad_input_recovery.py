@@ -111,14 +111,16 @@ CASES: dict[str, Case] = {
             {"name": "心率_🫀_fréquence", "units": "bpm", "data": [{"date": at(0), "qty": 70}]},
             hr([{**p, "source": SOURCE} for p in good_points(5)]),
         ),
-        "recovered", {"heart_rate_metrics": 5},
+        "recovered", {"heart_rate_metrics": 5, "other_metrics": 1},  # the unknown name is kept, named
     ),
     "metric_of_200000_points": Case(
         hr_payload(T0 - timedelta(minutes=BIG), BIG), "recovered", {"heart_rate_metrics": BIG},
     ),
+    # A value under data the catalogue has no place for is named as unsupported: the rows land, the
+    # ingestion is not complete (beside data, outside the export's envelope, is not the payload's).
     "deeply_nested_junk_beside_the_data": Case(
         {"data": {"metrics": [hr(good_points(3))], "junk": nested(150)}, "more_junk": nested(150)},
-        "recovered", {"heart_rate_metrics": 3},
+        "recovery_failed", {"heart_rate_metrics": 3}, "unsupported_points",
     ),
     # --- payload-level failures -------------------------------------------------------------------
     "not_json_string_scalar": Case("{broken json, kept as a string by the API", "recovery_failed",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from recovery_lib.catalogue import METRICS
 from recovery_lib.payload import (
     PARSER_VERSION,
     ParsedPayload,
@@ -22,7 +23,6 @@ from recovery_lib.payload import (
     parse_payload,
 )
 from recovery_lib.payload import events as payload_events
-from recovery_lib.payload.metrics import METRICS
 from recovery_lib.schema import METRIC_TABLES
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -413,29 +413,34 @@ def test_workout_version_1_distance_units():
 
 def test_a_payload_of_workouts_only_is_not_empty():
     parsed = parse({"data": {"workouts": [{"name": "Hiking", "start": "2024-02-06T07:00:00Z"}]}})
-    assert parsed.counts() == {
-        "heart_rate_metrics": 0,
-        "blood_pressure_metrics": 0,
-        "sleep_metrics": 0,
-        "activity_metrics": 0,
-        "workout_metrics": 1,
-    }
+    counts = parsed.counts()
+    assert set(counts) == set(METRIC_TABLES)
+    assert {table: n for table, n in counts.items() if n} == {"workout_metrics": 1}
 
 
 # --------------------------------------------------------------------------- unknown metrics, merge rule
 
 
-def test_unknown_metrics_are_counted_by_name_and_their_points_ignored():
+def test_unknown_metrics_are_kept_in_other_metrics_and_named_with_their_point_counts():
+    """A new app version's metric is stored generically, never dropped: qty, units, source, by name."""
     doc = envelope(
-        metric("dietary_water", {"date": T, "qty": 250}, {"date": T, "qty": "junk"}),
-        metric("dietary_water", {"date": T, "qty": 100}),
+        metric("future_metric", {"date": T, "qty": 250, "source": "Ring"}, {"date": T, "qty": "junk"}, units="mg"),
+        metric("future_metric", {"date": "2024-02-06 15:30:00 -0800", "qty": {"qty": 2, "units": "g"}}, units="mg"),
         metric("步数", {"date": T, "qty": 1}),
+        metric("shaped_unlike_qty", {"date": T, "Avg": 3}),
         metric("step_count", {"date": T, "qty": 10}),
     )
     parsed = parse(doc)
-    assert dict(parsed.parser.unknown_metrics) == {"dietary_water": 2, "步数": 1}
-    assert parsed.parser.rejection_counts == {}
-    assert (parsed.parser.points_seen, parsed.parser.points_ignored, parsed.parser.points_used) == (5, 4, 1)
+    parser = parsed.parser
+    assert dict(parser.generic_points) == {"future_metric": 2, "步数": 1}
+    assert dict(parser.unsupported) == {"shaped_unlike_qty": 1}
+    assert parser.rejection_counts == {"non_numeric": 1}
+    assert (parser.points_seen, parser.points_generic, parser.points_used) == (6, 3, 1)
+    assert parsed.rows["other_metrics"] == {
+        (T_UTC, "future_metric"): {"qty": 250.0, "units": "mg", "source_device": "Ring"},
+        (T_UTC + timedelta(hours=1), "future_metric"): {"qty": 2.0, "units": "g"},
+        (T_UTC, "步数"): {"qty": 1.0},
+    }
     assert parsed.counts()["activity_metrics"] == 1
 
 
@@ -505,7 +510,10 @@ def test_partial_rows_only_name_columns_of_their_table_and_never_the_key_or_user
 
 
 def test_the_source_knows_which_metrics_read_units():
-    assert payload_events.UNIT_METRICS == {name for name, spec in METRICS.items() if spec.uses_units}
+    assert payload_events.UNIT_METRICS == {
+        name for spec in METRICS.values() if spec.uses_units for name in (spec.name, *spec.aliases)
+    }
+    assert "apple_stand_time" in payload_events.UNIT_METRICS and "step_count" not in payload_events.UNIT_METRICS
 
 
 def test_summary_is_json_and_counts_every_point():
@@ -517,9 +525,9 @@ def test_summary_is_json_and_counts_every_point():
     list(parser.rows(iter_items(doc)))
     summary = json.loads(json.dumps(parser.summary()))
     assert summary["points_seen"] == 4
-    assert (summary["points_used"], summary["points_rejected"], summary["points_ignored"]) == (1, 2, 1)
+    assert (summary["points_used"], summary["points_rejected"], summary["points_unsupported"]) == (1, 2, 1)
     assert summary["rejection_counts"] == {"non_numeric": 1, "invalid_point": 1}
-    assert summary["unknown_metrics"] == {"unknown_thing": 1}
+    assert summary["unsupported"] == {"unknown_thing": 1} and summary["generic_points"] == {}
     assert summary["rejections"][0] == {
         "category": "non_numeric",
         "metric": "step_count",

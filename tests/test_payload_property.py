@@ -14,8 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recovery_lib.catalogue import ARRAYS, METRICS, lookup
 from recovery_lib.payload import PartialRow, PayloadError, PayloadParser, iter_items
-from recovery_lib.payload.metrics import METRICS, is_segment
+from recovery_lib.payload.entries import series_of
+from recovery_lib.payload.sleep import is_segment
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -45,6 +47,7 @@ DATES = st.one_of(
             "2024-02-06T23:45:00.5+01:00",
             "2024-02-07 06:00:00 +0000",
             "2024-02-06 14:30:00",  # naive
+            "2024-02-06 2:30:00\u202fpm -0800",  # a phone set to 12-hour time
             "1969-07-20 20:17:00 +0000",
             "2999-01-01 00:00:00 +0000",
             "not a date",
@@ -151,7 +154,7 @@ def points(draw: st.DrawFn, name: object = None) -> Any:
 
 METRIC_NAMES = st.integers(0, 7).flatmap(
     lambda n: (
-        st.sampled_from(["dietary_water", "心拍数", ""])
+        st.sampled_from(["future_metric", "心拍数", "", "walking_heart_rate", "stair_speed:_up"])
         if n == 0
         else JSON_JUNK
         if n == 1
@@ -176,6 +179,24 @@ def metrics(draw: st.DrawFn) -> Any:
     return metric
 
 
+def canonical(name: object) -> object:
+    spec = lookup(name)
+    return spec.name if spec else name
+
+
+# Entries of the data arrays beside metrics: mostly of a known array's shape, some junk.
+ARRAY_NAMES = st.sampled_from([*sorted(ARRAYS), "aFutureArray"])
+ENTRIES = st.one_of(
+    st.fixed_dictionaries(
+        {"start": GOOD_DATES},
+        optional={"end": GOOD_DATES, "name": st.sampled_from(["Headache", "Menstrual Flow", "Flujo Menstrual"]),
+                  "displayText": TEXT, "value": TEXT, "valence": st.floats(-1, 1), "severity": TEXT,
+                  "averageHeartRate": GOOD_NUMBERS, "labels": st.lists(TEXT, max_size=2)},
+    ),
+    JSON_JUNK,
+)
+
+
 @st.composite
 def payloads(draw: st.DrawFn) -> Any:
     shape = draw(st.integers(0, 19))
@@ -185,11 +206,14 @@ def payloads(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 9)):
         data["metrics"] = draw(
             st.lists(
-                metrics(), max_size=6, unique_by=lambda m: repr(m.get("name")) if isinstance(m, dict) else ""
+                # one metric object per canonical name: two spellings of one metric are one metric
+                metrics(), max_size=6, unique_by=lambda m: repr(canonical(m.get("name"))) if isinstance(m, dict) else ""
             )
         )
     if draw(st.booleans()):
         data["workouts"] = draw(st.lists(points("workouts"), max_size=5))
+    for name in draw(st.lists(ARRAY_NAMES, max_size=3, unique=True)):
+        data[name] = draw(st.lists(ENTRIES, max_size=4)) if draw(st.integers(0, 5)) else draw(JSON_JUNK)
     if shape == 1:
         return {"data": draw(JSON_JUNK)}
     return {"data": data}
@@ -206,40 +230,60 @@ def parse(source: object) -> tuple[PayloadParser, list[PartialRow], str | None]:
     return parser, rows, None
 
 
-def expected_points(doc: Any) -> list[tuple[str | None, int, Any]]:
-    """(metric name, index, point) for every point of a well-formed payload; name None when ignored."""
-    found: list[tuple[str | None, int, Any]] = []
+def expected_points(doc: Any) -> list[tuple[str | None, bool, int, Any]]:
+    """(metric name, known, index, point) for every point of a well-formed payload; name None when unnamed."""
+    found: list[tuple[str | None, bool, int, Any]] = []
     data = doc["data"]
     for metric in data.get("metrics", []):
         name = metric.get("name")
+        spec = lookup(name)
+        named = isinstance(name, str) and bool(name.strip())
         for index, point in enumerate(metric.get("data", [])):
-            found.append((name if isinstance(name, str) and name in METRICS else None, index, point))
+            found.append((spec.name if spec else name if named else None, spec is not None, index, point))
     for index, workout in enumerate(data.get("workouts", [])):
-        found.append(("workouts", index, workout))
+        found.append(("workouts", True, index, workout))
+        if isinstance(workout, dict):
+            for series, points, _, _ in series_of(workout):
+                found += [(f"workouts[{index}].{series}", True, n, p) for n, p in enumerate(points)]
+    for key, value in data.items():
+        if key in ("metrics", "workouts"):
+            continue
+        if isinstance(value, list):
+            found += [(key, key in ARRAYS, index, entry) for index, entry in enumerate(value)]
+        else:
+            found.append((f"data.{key}", False, 0, value))  # a value under data that is not a list
     return found
 
 
 def check_accounting(doc: Any, parser: PayloadParser, rows: list[PartialRow]) -> None:
-    assert parser.points_seen == parser.points_used + parser.points_rejected + parser.points_ignored
+    """Every point is exactly one of: in a row, rejected, or counted unsupported (by name)."""
+    assert parser.points_seen == (parser.points_used + parser.points_generic + parser.points_rejected
+                                  + parser.points_unsupported)
     assert sum(parser.rejection_counts.values()) == len(parser.rejections)
     assert parser.points_rejected == len(parser.rejections) - parser.rejection_counts["missing_name"]
     assert parser.rows_emitted == len(rows)
+    assert sum(parser.generic_points.values()) == parser.points_generic
+    assert sum(parser.unsupported.values()) == parser.points_unsupported
     points = expected_points(doc)
     assert parser.points_seen == len(points)
     row_ids = {(r.metric, r.index) for r in rows}
     rejected_ids = [(r.metric, r.index) for r in parser.rejections if r.category != "missing_name"]
     assert len(rejected_ids) == len(set(rejected_ids)), "a point is rejected at most once"
-    ignored = 0
-    for name, index, point in points:
+    unsupported: dict[str, int] = {}
+    for name, known, index, point in points:
         if name is None:
-            ignored += 1
+            unsupported["<unnamed>"] = unsupported.get("<unnamed>", 0) + 1
             continue
         in_rows, in_rejections = (name, index) in row_ids, (name, index) in set(rejected_ids)
         assert not (in_rows and in_rejections), (name, index)
         if name == "sleep_analysis" and isinstance(point, dict) and is_segment(point):
             continue  # a segment's row carries its session's first index; points_used counts it
+        if not (in_rows or in_rejections) and (not known or name in ARRAYS):
+            # an unknown metric's point without a qty, an unknown array's entry, a cycle name with no column
+            unsupported[name[:100]] = unsupported.get(name[:100], 0) + 1
+            continue
         assert in_rows or in_rejections, (name, index, point)
-    assert parser.points_ignored == ignored
+    assert dict(parser.unsupported) == unsupported
 
 
 @SETTINGS

@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from recovery_lib import reconcile, recovery
+from recovery_lib.catalogue import Field, lookup
+from recovery_lib.catalogue.units import UNITS as CATALOGUE_UNITS
+from recovery_lib.catalogue.units import conversion
 from recovery_lib.payload import PayloadParser
 from recovery_lib.payload import sql_plan as payload_sql
-from recovery_lib.payload.metrics import METRICS, Field
-from recovery_lib.payload.values import unit_factor
 from recovery_lib.schema import METRIC_TABLES
 
 PARAM_LIMIT_ERROR = [{"error": "number of parameters must be between 0 and 65535"}]
@@ -160,8 +161,22 @@ def one_payload(payload: Any) -> Scenario:
     return scenario
 
 
+# The columns the assertions below read, by name (the tables have more since the catalogue).
+SHOWN = {
+    "blood_pressure_metrics": ("systolic", "diastolic", "pulse", "source_device"),
+    "heart_rate_metrics": ("heart_rate", "heart_rate_min", "heart_rate_max", "resting_heart_rate",
+                           "heart_rate_variability", "source_device"),
+    "activity_metrics": ("step_count", "distance_meters", "flights_climbed", "active_energy_burned_kcal",
+                         "basal_energy_burned_kcal", "apple_exercise_time_minutes", "apple_stand_time_minutes",
+                         "source_device"),
+}
+
+
 def rows_of(world: World, table: str) -> list[tuple]:
-    return world.seen["rows"][table]
+    """``(user, key, *SHOWN[table])`` of every row of ``table`` the run left."""
+    columns = METRIC_TABLES[table].values
+    picks = [columns.index(c) for c in SHOWN[table]]
+    return [(r[0], r[1], *(r[2 + i] for i in picks)) for r in world.seen["rows"][table]]
 
 
 # --------------------------------------------------------------------------- 1. canonical payloads
@@ -601,26 +616,29 @@ ODD_DATES = [
 ]
 BAD_VALUES = ["72", True, None, {"qty": 72}, [72], 1e300, 10**400, -1, 1e7 + 1, 19]
 JUNK_POINTS = ["72", None, [1, 2], 72, {}]
-UNITS = {"length": ["km", "mi", "m", " KM "], "energy": ["kcal", "kJ"], "time": ["min", "hr", "s"]}
+# Every unit the catalogue knows per kind, and a spelling in other case and with spaces.
+UNITS = {kind: [*known, f" {next(iter(known)).upper()} "] for kind, known in CATALOGUE_UNITS.items()}
 BAD_UNITS = ["Cal", "furlong", 4.184, ""]
 SOURCES = st.sampled_from([None, "Apple Watch", "iPhone", 7])
-SIMPLE = sorted(name for name, spec in METRICS.items() if spec.kind == "simple")
+# The metrics SQL takes: every spelling of each (the parser is the reference for all of them).
+SIMPLE = payload_sql.SIMPLE_METRICS
 
 
-def values(f: Field, factor: float) -> st.SearchStrategy[float]:
+def values(f: Field, found: tuple[float, float]) -> st.SearchStrategy[float]:
     """Numbers inside the field's limits once converted: the limits themselves (-0.0 for 0), anything between."""
-    low, high = f.limits
-    limits = [low / factor, high / factor] + ([-0.0, 5e-324] if low == 0 else [])
-    return st.sampled_from(limits) | st.floats(low / factor, high / factor)
+    scale, offset = found
+    low, high = sorted(((f.limits[0] - offset) / scale, (f.limits[1] - offset) / scale))
+    limits = [low, high] + ([-0.0, 5e-324] if f.limits[0] == 0 and not offset else [])
+    return st.sampled_from(limits) | st.floats(low, high)
 
 
 @st.composite
 def simple_metric(draw: st.DrawFn, name: str, spoiled: bool = False) -> dict:
     """A metric of canonical points at distinct instants; ``spoiled``: made non-canonical in one place."""
-    spec = METRICS[name]
-    kind = next((f.unit_kind for f in spec.fields if f.unit_kind), None)
+    spec = lookup(name)
+    kind = next((f.kind for f in spec.fields if f.kind), None)
     units = draw(st.sampled_from([None, *UNITS[kind]])) if kind else draw(st.sampled_from([None, "count"]))
-    factors = {f.column: unit_factor(f.unit_kind, units or f.default_units) if f.unit_kind else 1.0
+    factors = {f.column: conversion(f.kind, units or f.default_units, f.unit) if f.kind else (1.0, 0.0)
                for f in spec.fields}
     points: list[Any] = []
     for minute in draw(st.lists(st.integers(0, 7), unique=True, max_size=5)):

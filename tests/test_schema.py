@@ -32,7 +32,7 @@ def test_natural_keys_are_unique_constraints(engine):
     inspector = sa.inspect(engine)
     for name, table in schema.METRIC_TABLES.items():
         uniques = [tuple(u["column_names"]) for u in inspector.get_unique_constraints(name)]
-        assert ("user_id", table.key) in uniques, name
+        assert ("user_id", *table.natural_key) in uniques, name
 
 
 def test_indexes_for_discovery_exist(engine):

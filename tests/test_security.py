@@ -30,10 +30,11 @@ from helpers import add_ingestion, add_user, fingerprint, statuses
 from sqlalchemy.engine import Engine
 
 from recovery_lib import reconcile
+from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
-METRIC_TABLE_NAMES = "heart_rate_metrics, blood_pressure_metrics, sleep_metrics, activity_metrics, workout_metrics"
+METRIC_TABLE_NAMES = ", ".join(METRIC_TABLES)
 
 # The grants of docs/SAFETY.md, statement for statement ({db} is the database name).
 READONLY_GRANTS = [
@@ -362,3 +363,12 @@ def test_documented_grants_are_the_tested_grants():
     missing = [s for s in READONLY_GRANTS + RECOVER_GRANTS + [RECOVER_CACHE_GRANT]
                if s.format(db="health") + ";" not in text]
     assert missing == [], f"not documented (as run here) in {[p.name for p in documents]}: {missing}"
+
+
+def test_the_documented_recover_grant_names_every_metric_table() -> None:
+    """docs/SAFETY.md's GRANT on the metric tables is the one this file applies: every table of the catalogue."""
+    text = (ROOT / "docs" / "SAFETY.md").read_text(encoding="utf-8")
+    grant = text.split("GRANT SELECT, INSERT, UPDATE ON", 1)[1].split("TO rr_recover", 1)[0]
+    listed = {name.strip() for name in grant.replace("\n", " ").split(",")}
+    assert listed == set(METRIC_TABLES)
+

@@ -275,7 +275,8 @@ def test_payloads_that_break_the_parameter_limit_exist_and_lost_rows(incident):
     for ing in large:
         assert ing.points >= 12_000
         assert ing.max_params_single_insert > PARAMETER_LIMIT
-        assert ing.max_params_single_insert == ing.expected_rows["heart_rate_metrics"] * 8
+        assert ing.max_params_single_insert == ing.expected_rows["heart_rate_metrics"] * len(
+            METRIC_TABLES["heart_rate_metrics"].columns)
         assert ing.missing_rows["heart_rate_metrics"] > 0
     for ing in incident.ingestions:
         if not ing.large:

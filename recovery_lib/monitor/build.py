@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from recovery_lib.accounting import Accounting
 from recovery_lib.db import run
 from recovery_lib.error_patterns import ERROR_CATEGORIES, categorize_processing_errors
 from recovery_lib.monitor import alerts as al
@@ -72,6 +73,7 @@ class _Loss:
     lost: dict[str, Any] = field(default_factory=dict)  # ingestion id -> IngestionReconciliation
     by_table: dict[str, int] = field(default_factory=lambda: {name: 0 for name in METRIC_TABLES})
     unparseable: int = 0
+    accounting: Accounting = field(default_factory=Accounting)
 
 
 def _deep_check(conn: Connection, since: datetime) -> _Loss:
@@ -81,8 +83,10 @@ def _deep_check(conn: Connection, since: datetime) -> _Loss:
     for result in reconcile.reconcile_window(conn, since=since, statuses=list(NON_PENDING)):
         if result.parse_error is not None:
             loss.unparseable += 1
+        loss.accounting.add(result.accounting)
         missing = {name: max(counts.missing, 0) for name, counts in result.tables.items()}
-        if sum(missing.values()) > 0:
+        # Loss: rows missing, or points with no place to go (not every point accounted for).
+        if sum(missing.values()) > 0 or result.accounting.unsupported:
             loss.lost[result.ingestion_id] = result
             for name, count in missing.items():
                 loss.by_table[name] = loss.by_table.get(name, 0) + count
@@ -141,6 +145,7 @@ def _build(conn: Connection, options: MonitorOptions, now: datetime | None) -> M
         report.unparseable_payloads = loss.unparseable
         report.loss_by_table = dict(loss.by_table)
         report.missing_metrics_total = sum(loss.by_table.values())
+        report.accounting = loss.accounting
 
     report.user_impact = _user_impact(conn, since, now, loss if deep_check else None, thresholds)
     report.error_pattern_analysis = _error_patterns(conn, since)

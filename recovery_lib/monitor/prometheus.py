@@ -13,6 +13,9 @@ Metrics (the alert rules in ``monitoring/alerts.yml`` use the gauges):
 * ``health_export_last_successful_recovery_timestamp_seconds`` (gauge): latest ``processed_at``
   of a recovered ingestion; 0 if none
 * ``health_export_missing_metrics{table="..."}`` (gauge): rows missing per metric table (window)
+* ``health_export_points{kind="stored|generic|rejected|unsupported"}`` (gauge): where the window's
+  points went (the accounting identity: the four add up to every point)
+* ``health_export_unknown_metric_names`` (gauge): metric names the catalogue does not know
 * ``health_export_monitor_*`` (gauges): when the monitor ran, its window, whether the deep check
   ran, ingestions by status, alerts by level
 
@@ -122,6 +125,26 @@ class ReportCollector(Collector):
             for table, count in sorted((d.get("loss_by_table") or {}).items()):
                 missing.add_metric([table], count)
             yield missing
+            accounting = d.get("accounting") or {}
+            points = GaugeMetricFamily(
+                f"{PREFIX}points",
+                "Points of the window's payloads by where they went: stored, generic (unknown metric names, "
+                "kept in other_metrics), rejected, unsupported (no table); stored + generic + rejected + "
+                "unsupported = all points.",
+                labels=["kind"],
+            )
+            rejected = sum(n for c, n in (accounting.get("rejected") or {}).items() if c != "missing_name")
+            for kind, value in (("stored", accounting.get("stored", 0)),
+                                ("generic", sum((accounting.get("generic") or {}).values())),
+                                ("rejected", rejected),
+                                ("unsupported", sum((accounting.get("unsupported") or {}).values()))):
+                points.add_metric([kind], value)
+            yield points
+            yield GaugeMetricFamily(
+                f"{PREFIX}unknown_metric_names",
+                "Distinct metric names in the window the catalogue does not know (kept in other_metrics).",
+                value=len(accounting.get("generic") or {}),
+            )
 
         yield GaugeMetricFamily(
             f"{PREFIX}monitor_last_run_timestamp_seconds",

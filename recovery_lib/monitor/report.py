@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from recovery_lib.accounting import Accounting
 from recovery_lib.monitor import alerts as al
 from recovery_lib.options import Thresholds
 
@@ -19,10 +20,11 @@ from recovery_lib.options import Thresholds
 def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()``."""
     fired = [a for a in data.get("alerts") or [] if a.get("level") in al.LEVELS]
+    names = Accounting.of_dict(data.get("accounting")).names_line()
     return (
         f"{data.get('total_raw_ingestions', 0)} ingestions in {data.get('window_hours')} h; "
         f"data loss in {data.get('data_loss_detected', 0)} ({data.get('missing_metrics_total', 0)} rows missing); "
-        f"{len(fired)} alert(s)"
+        f"{len(fired)} alert(s)" + (f"; {names}" if names else "")
     )
 
 
@@ -87,6 +89,7 @@ class MonitoringReport:
     unparseable_payloads: int | None = None
     missing_metrics_total: int | None = None
     loss_by_table: dict[str, int] | None = None
+    accounting: Accounting | None = None  # where the window's points went (deep check only)
     average_processing_delay_seconds: float | None = None
     largest_payload_bytes: int | None = None
     smallest_payload_bytes: int | None = None
@@ -148,6 +151,7 @@ class MonitoringReport:
             "unparseable_payloads": self.unparseable_payloads,
             "missing_metrics_total": self.missing_metrics_total,
             "loss_by_table": dict(self.loss_by_table) if self.loss_by_table is not None else None,
+            "accounting": self.accounting.to_dict() if self.accounting is not None else None,
             "average_processing_delay_seconds": self.average_processing_delay_seconds,
             "largest_payload_bytes": self.largest_payload_bytes,
             "smallest_payload_bytes": self.smallest_payload_bytes,

@@ -14,23 +14,20 @@ from typing import Any
 
 import ijson
 
+from recovery_lib import catalogue
 from recovery_lib.errors import StructureError
 
 Item = tuple[Any, ...]
 
-# Metrics whose conversion reads the metric-level ``units`` (when ``name`` precedes ``data`` but
-# ``units`` may follow, only these need the header pass). Kept here so the source does not depend
-# on the mapping; a test checks it matches ``MetricSpec.uses_units``.
-UNIT_METRICS = frozenset(
-    {
-        "walking_running_distance",
-        "active_energy",
-        "basal_energy_burned",
-        "apple_exercise_time",
-        "apple_stand_time",
-        "sleep_analysis",
-    }
-)
+# Names whose conversion reads the metric-level ``units`` (every name the catalogue does not know
+# too: its units are stored beside the value); when ``name`` precedes ``data`` but ``units`` may
+# follow, only these need the header pass.
+UNIT_METRICS = catalogue.unit_metric_names()
+
+
+def _needs_units(name: object) -> bool:
+    return isinstance(name, str) and (name in UNIT_METRICS or catalogue.lookup(name) is None)
+
 
 _START = ("start_map", "start_array")
 _END = ("end_map", "end_array")
@@ -169,8 +166,21 @@ def _walk_data(nxt: Callable[[], tuple[str, Any]], headers: Headers) -> Iterator
                     break
                 yield ("workout", index, _build(nxt, event, value))
                 index += 1
+        elif event == "start_array":
+            yield ("array", key)
+            index = 0
+            while True:
+                event, value = nxt()
+                if event == "end_array":
+                    break
+                yield ("entry", index, _build(nxt, event, value))
+                index += 1
+            yield ("array_end",)
+        elif key in catalogue.ARRAYS:
+            raise StructureError(f"'{key}' is a {_EVENT_KINDS.get(event, event)}, not a list")
         else:
             _skip(nxt, event)
+            yield ("other", key)
 
 
 def _walk_metric(nxt: Callable[[], tuple[str, Any]], position: int, headers: Headers) -> Iterator[Item]:
@@ -192,7 +202,7 @@ def _walk_metric(nxt: Callable[[], tuple[str, Any]], position: int, headers: Hea
             if event != "start_array":
                 raise StructureError(f"'data' of metric {position} is not a list")
             if not announced and buffered is None:
-                if seen_name and (seen_units or not isinstance(name, str) or name not in UNIT_METRICS):
+                if seen_name and (seen_units or not _needs_units(name)):
                     announced = True
                 else:
                     header = headers.get(position) if headers.available else None

@@ -10,14 +10,11 @@ cannot use as a :class:`Rejection` (category, metric, index, field: never the va
     >>> parsed.counts()["activity_metrics"]
     1
 
-Point accounting, which the property tests hold the parser to::
-
-    points_seen == points_used + points_rejected + points_ignored
-
-``points_used``: points that went into at least one row (an unaggregated sleep segment counts when
-its session row is emitted); ``points_rejected``: points with a rejection (``missing_name`` is a
-metric-level rejection and not counted there); ``points_ignored``: points of unknown or unnamed
-metrics. Workouts count as points of the metric ``workouts``.
+Every point is accounted for (:mod:`recovery_lib.payload.books`): stored in a row, kept in
+``other_metrics`` under its unknown name, rejected with a named category, or named as unsupported.
+Workouts count as points of ``workouts``, each point of a workout's series or route as a point of
+``workouts[i].<series>``, each entry of a data array (``stateOfMind``, ``ecg``, ...) as a point of
+that array.
 
 Decisions the contract leaves open:
 
@@ -44,29 +41,22 @@ Decisions the contract leaves open:
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from recovery_lib import catalogue
+from recovery_lib.catalogue.model import ArraySpec, MetricSpec
 from recovery_lib.errors import PayloadError, Reject
-from recovery_lib.payload.metrics import (
-    METRICS,
-    SLEEP_TABLE,
-    WORKOUT_TABLE,
-    MetricSpec,
-    Segment,
-    convert_segment,
-    convert_simple,
-    convert_sleep,
-    convert_workout,
-    is_segment,
-    sessions,
-)
+from recovery_lib.payload.books import PARSER_VERSION, Books, PartialRow, Rejection
+from recovery_lib.payload.entries import convert_entry, convert_series_point, series_of
+from recovery_lib.payload.fields import convert_generic, convert_simple
+from recovery_lib.payload.sleep import Segment, convert_segment, convert_sleep, is_segment, sessions
 from recovery_lib.payload.source import iter_items, iter_object_items
 from recovery_lib.payload.values import EPOCH
 from recovery_lib.payload.values import text as _text
+from recovery_lib.payload.workouts import convert_workout
 from recovery_lib.schema import METRIC_TABLES
 
 __all__ = [
@@ -83,51 +73,14 @@ __all__ = [
     "parse_payload",
 ]
 
-PARSER_VERSION: int = 2  # bump when the mapping changes: the reconciliation cache is keyed on it
 
-WORKOUTS = "workouts"
+WORKOUTS = catalogue.WORKOUTS
+WORKOUT_TABLE = "workout_metrics"
 UNNAMED = "<unnamed>"
-SUMMARY_REJECTIONS = 50
 _ONE_US = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """One point that could not become a row.
-
-    >>> Rejection("non_numeric", "heart_rate", 12, "Avg").message()
-    'heart_rate[12].Avg: non_numeric'
-    """
-
-    category: str
-    metric: str  # metric name, 'workouts', or '<unnamed>' for missing_name
-    index: int  # position in that metric's data list (of the metric, for missing_name)
-    field: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"category": self.category, "metric": self.metric, "index": self.index, "field": self.field}
-
-    def message(self) -> str:
-        where = f"{self.metric}[{self.index}]" + (f".{self.field}" if self.field else "")
-        return f"{where}: {self.category}"
-
-
-@dataclass(frozen=True, slots=True)
-class PartialRow:
-    """The columns one point fills in one row of ``table``.
-
-    ``values`` never holds ``user_id`` or the key column; datetimes in it (``sleep_end``,
-    ``ended_at``) are UTC like ``key``.
-    """
-
-    table: str
-    key: datetime
-    values: dict[str, object]
-    metric: str
-    index: int
-
-
-class PayloadParser:
+class PayloadParser(Books):
     """Turns items into :class:`PartialRow` objects and keeps the books on every point.
 
     One parser per payload. Memory: the duplicate keys (one int per row) and the current metric's
@@ -138,32 +91,6 @@ class PayloadParser:
         >>> parser.summary()["rejection_counts"]                   # doctest: +SKIP
     """
 
-    def __init__(
-        self, *, now: datetime | None = None, track_duplicates: bool = True, max_kept_rejections: int = 1000
-    ):
-        now = datetime.now(UTC) if now is None else now
-        self.now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-        self.latest = self.now + timedelta(days=1)
-        self.track_duplicates = track_duplicates
-        self.max_kept_rejections = max_kept_rejections
-        self.rejections: list[Rejection] = []
-        self.rejection_counts: collections.Counter[str] = collections.Counter()
-        self.unknown_metrics: collections.Counter[str] = collections.Counter()
-        self.points_seen = 0
-        self.points_used = 0
-        self.points_rejected = 0
-        self.points_ignored = 0
-        self.rows_emitted = 0
-        self.metrics_seen = 0
-        self.workouts_seen = 0
-
-    def _reject(self, category: str, metric: str, index: int, field: str | None) -> None:
-        self.rejection_counts[category] += 1
-        if category != "missing_name":
-            self.points_rejected += 1
-        if len(self.rejections) < self.max_kept_rejections:
-            self.rejections.append(Rejection(category, metric, index, field))
-
     def rows(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PartialRow]:
         """Drive ``items``: yield rows, record rejections.
 
@@ -172,10 +99,13 @@ class PayloadParser:
         """
         spec: MetricSpec | None = None
         name = ""
+        shape = ""
         units: object = None
         keys_by_metric: dict[str, set[int]] = {}  # duplicate tracking, per metric name, whole payload
         seen: set[int] = set()
         segments: list[Segment] = []
+        array: ArraySpec | None = None
+        array_name = ""
         latest = self.latest
         track = self.track_duplicates
         for item in items:
@@ -184,25 +114,31 @@ class PayloadParser:
                 index, point = item[1], item[2]
                 self.points_seen += 1
                 if spec is None:
-                    self.points_ignored += 1
+                    self._unsupported(UNNAMED)  # a metric without a usable name: rejected once, above
                     continue
                 if type(point) is not dict:
                     self._reject("invalid_point", name, index, None)
                     continue
                 try:
-                    if spec.kind == "sleep":
+                    if shape == "simple":
+                        key, values = convert_simple(spec, point, units, latest)
+                    elif shape == "sleep":
                         if is_segment(point):
                             start, end, stage = convert_segment(point, latest)
                             segments.append(Segment(start, end, stage, _text(point.get("source")), index))
                             continue
                         key, values = convert_sleep(point, units, latest)
                     else:
-                        key, values = convert_simple(spec, point, units, latest)
+                        key, values = convert_generic(name, point, units, latest)
                 except Reject as problem:
-                    self._reject(problem.category, name, index, problem.field)
+                    if problem.category == "unsupported_point":
+                        self._unsupported(name)
+                    else:
+                        self._reject(problem.category, name, index, problem.field)
                     continue
                 if track:
-                    stamp = (key - EPOCH) // _ONE_US
+                    # A generic row's key is (instant, name): the name is the metric's, so the instant decides.
+                    stamp = ((key[0] if shape == "generic" else key) - EPOCH) // _ONE_US
                     if stamp in seen:
                         self._reject("duplicate_point", name, index, None)
                         continue
@@ -210,38 +146,45 @@ class PayloadParser:
                 source = point.get("source")
                 if type(source) is str:
                     values["source_device"] = source
-                self.points_used += 1
-                self.rows_emitted += 1
+                self.stored(name if shape == "generic" else None)
                 yield PartialRow(spec.table, key, values, name, index)
             elif kind == "metric":
                 yield from self._flush_sessions(name, segments, seen)
                 spec, name, units = self._start_metric(item[1], item[2]), "", item[3]
                 if spec is not None:
-                    name = spec.name
+                    name, shape = spec.name, spec.shape
                 seen = keys_by_metric.setdefault(name, set()) if spec is not None else set()
                 segments = []
             elif kind == "end":
                 yield from self._flush_sessions(name, segments, seen)
                 spec, segments = None, []
             elif kind == "workout":
-                row = self._workout(item[1], item[2], keys_by_metric.setdefault(WORKOUTS, set()))
-                if row is not None:
-                    yield row
+                yield from self._workout(item[1], item[2], keys_by_metric.setdefault(WORKOUTS, set()))
+            elif kind == "entry":
+                seen_in_array = keys_by_metric.setdefault(f"array:{array_name}", set())
+                yield from self._entry(array, array_name, item[1], item[2], seen_in_array)
+            elif kind == "array":
+                array_name = str(item[1])
+                array = catalogue.ARRAYS.get(array_name)
+            elif kind == "array_end":
+                array, array_name = None, ""
+            elif kind == "other":
+                self.points_seen += 1
+                self._unsupported(f"data.{item[1]}")  # a value under data that is not a list
             else:
                 raise ValueError(f"unknown item kind {kind!r}")
         yield from self._flush_sessions(name, segments, seen)
-        if not self.metrics_seen and not self.workouts_seen:
-            raise PayloadError("empty_payload", "the payload has no metrics and no workouts")
+        if not self.metrics_seen and not self.workouts_seen and not self.entries_seen:
+            raise PayloadError("empty_payload", "the payload has no metrics, no workouts and no other entries")
 
     def _start_metric(self, position: int, name: object) -> MetricSpec | None:
+        """The catalogue entry of a metric (an older spelling finds its entry), a generic one for an
+        unknown name, None for a metric without a usable name."""
         self.metrics_seen += 1
         if not isinstance(name, str) or not name.strip():
             self._reject("missing_name", UNNAMED, position, "name")
             return None
-        spec = METRICS.get(name)
-        if spec is None:
-            self.unknown_metrics[name] += 1
-        return spec
+        return catalogue.lookup(name) or MetricSpec(name, catalogue.GENERIC_TABLE, shape="generic")
 
     def _flush_sessions(self, name: str, segments: list[Segment], seen: set[int]) -> Iterator[PartialRow]:
         if not segments:
@@ -256,46 +199,89 @@ class PayloadParser:
             seen.add(stamp)
             self.points_used += len(group)
             self.rows_emitted += 1
-            yield PartialRow(SLEEP_TABLE, start, values, name, group[0].index)
+            yield PartialRow(catalogue.SLEEP.table, start, values, name, group[0].index)
         segments.clear()
 
-    def _workout(self, index: int, obj: object, keys: set[int]) -> PartialRow | None:
+    def _new_key(self, seen: set[Any], key: Any, table: str = "") -> bool:
+        """False (and nothing recorded) when ``key`` repeats within its metric, array or series."""
+        if not self.track_duplicates:
+            return True
+        instant, tag = (key if type(key) is tuple else (key, None))
+        stamp = (table, (instant - EPOCH) // _ONE_US, tag)
+        if stamp in seen:
+            return False
+        seen.add(stamp)
+        return True
+
+    def _workout(self, index: int, obj: object, keys: set[Any]) -> Iterator[PartialRow]:
+        """The workout's row, then the rows of its series and route (each point its own)."""
         self.workouts_seen += 1
         self.points_seen += 1
+        started: datetime | None = None
         if type(obj) is not dict:
             self._reject("invalid_point", WORKOUTS, index, None)
-            return None
+            return
         try:
             key, values = convert_workout(obj, self.latest)
         except Reject as problem:
             self._reject(problem.category, WORKOUTS, index, problem.field)
-            return None
-        if self.track_duplicates:
-            stamp = (key - EPOCH) // _ONE_US
-            if stamp in keys:
+        else:
+            if self._new_key(keys, key):
+                source = _text(obj.get("source"))
+                if source is not None:
+                    values["source_device"] = source
+                self.stored()
+                started = key
+                yield PartialRow(WORKOUT_TABLE, key, values, WORKOUTS, index)
+            else:
                 self._reject("duplicate_point", WORKOUTS, index, None)
-                return None
-            keys.add(stamp)
-        source = _text(obj.get("source"))
-        if source is not None:
-            values["source_device"] = source
-        self.points_used += 1
-        self.rows_emitted += 1
-        return PartialRow(WORKOUT_TABLE, key, values, WORKOUTS, index)
+        for series, points, fields, date_field in series_of(obj):
+            where, seen = f"{WORKOUTS}[{index}].{series}", set()
+            for number, point in enumerate(points):
+                self.points_seen += 1
+                if started is None:
+                    self._reject("workout_rejected", where, number, None)  # no workout to key it by
+                    continue
+                if type(point) is not dict:
+                    self._reject("invalid_point", where, number, None)
+                    continue
+                try:
+                    table, point_key, point_values = convert_series_point(
+                        series, point, fields, date_field, started, self.latest)
+                except Reject as problem:
+                    self._reject(problem.category, where, number, problem.field)
+                    continue
+                if not self._new_key(seen, point_key):
+                    self._reject("duplicate_point", where, number, None)
+                    continue
+                self.stored()
+                yield PartialRow(table, point_key, point_values, where, number)
 
-    def summary(self) -> dict[str, object]:
-        """Counts and the first rejections, JSON-able; no values (metric names are the payload's)."""
-        return {
-            "parser_version": PARSER_VERSION,
-            "points_seen": self.points_seen,
-            "points_used": self.points_used,
-            "points_rejected": self.points_rejected,
-            "points_ignored": self.points_ignored,
-            "rows_emitted": self.rows_emitted,
-            "rejection_counts": dict(self.rejection_counts),
-            "unknown_metrics": dict(self.unknown_metrics),
-            "rejections": [r.to_dict() for r in self.rejections[:SUMMARY_REJECTIONS]],
-        }
+    def _entry(
+        self, spec: ArraySpec | None, name: str, index: int, entry: object, seen: set[Any]
+    ) -> Iterator[PartialRow]:
+        """The row of one entry of a data array beside ``metrics``."""
+        self.entries_seen += 1
+        self.points_seen += 1
+        if spec is None:
+            self._unsupported(name)  # an array the catalogue does not know (a new app version's)
+            return
+        if type(entry) is not dict:
+            self._reject("invalid_point", name, index, None)
+            return
+        try:
+            [(table, key, values)] = convert_entry(spec, entry, self.latest)
+        except Reject as problem:
+            if problem.category == "unsupported_point":
+                self._unsupported(name)
+            else:
+                self._reject(problem.category, name, index, problem.field)
+            return
+        if not self._new_key(seen, key, table):
+            self._reject("duplicate_point", name, index, None)
+            return
+        self.stored()
+        yield PartialRow(table, key, values, name, index)
 
 
 def iter_rows(source: Any, parser: PayloadParser | None = None) -> Iterator[PartialRow]:
@@ -303,9 +289,9 @@ def iter_rows(source: Any, parser: PayloadParser | None = None) -> Iterator[Part
     return (parser or PayloadParser()).rows(iter_items(source))
 
 
-def merge_rows(rows: Iterable[PartialRow]) -> dict[str, dict[datetime, dict[str, object]]]:
+def merge_rows(rows: Iterable[PartialRow]) -> dict[str, dict[Any, dict[str, object]]]:
     """Merge partial rows per (table, key); a column two rows fill keeps the first value (as the DB merge)."""
-    merged: dict[str, dict[datetime, dict[str, object]]] = {table: {} for table in METRIC_TABLES}
+    merged: dict[str, dict[Any, dict[str, object]]] = {table: {} for table in METRIC_TABLES}
     for row in rows:
         target = merged.setdefault(row.table, {}).setdefault(row.key, {})
         for column, value in row.values.items():
@@ -317,10 +303,10 @@ def merge_rows(rows: Iterable[PartialRow]) -> dict[str, dict[datetime, dict[str,
 class ParsedPayload:
     """A whole payload's rows, merged: ``rows[table][key] = {column: value}``."""
 
-    rows: dict[str, dict[datetime, dict[str, object]]]
+    rows: dict[str, dict[Any, dict[str, object]]]
     parser: PayloadParser = field(repr=False)
 
-    def expected_keys(self) -> dict[str, set[datetime]]:
+    def expected_keys(self) -> dict[str, set[Any]]:
         """Natural keys per table (every metric table present)."""
         return {table: set(self.rows.get(table, {})) for table in METRIC_TABLES}
 

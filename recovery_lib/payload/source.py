@@ -6,6 +6,10 @@ Items, in payload order::
     ("point", index, point)             # one element of that metric's data list, raw
     ("end",)                            # end of that metric
     ("workout", index, obj)             # one element of data.workouts, raw
+    ("array", name)                     # start of another list under data (stateOfMind, ecg, ...)
+    ("entry", index, obj)               # one element of it, raw
+    ("array_end",)                      # its end
+    ("other", name)                     # a value under data that is not a list (named, unsupported)
 
 Text (``bytes``, ``str``, binary or text file objects) is streamed with ijson's event parser, so
 memory is bounded by one metric point, not the payload. Already decoded objects (``dict`` as
@@ -43,6 +47,7 @@ from typing import IO, Any
 
 import ijson
 
+from recovery_lib import catalogue
 from recovery_lib.errors import PayloadError, StructureError
 from recovery_lib.payload.events import Headers, Item, walk
 
@@ -85,6 +90,15 @@ def iter_object_items(payload: Any) -> Iterator[Item]:
                 raise PayloadError("invalid_structure", f"'workouts' is a {_kind(value)}, not a list")
             for index, workout in enumerate(value):
                 yield ("workout", index, workout)
+        elif isinstance(value, list):
+            yield ("array", key)
+            for index, entry in enumerate(value):
+                yield ("entry", index, entry)
+            yield ("array_end",)
+        elif key in catalogue.ARRAYS:
+            raise PayloadError("invalid_structure", f"'{key}' is a {_kind(value)}, not a list")
+        else:
+            yield ("other", key)
 
 
 def _kind(value: Any) -> str:

@@ -3,7 +3,7 @@
 Heart rate, blood pressure and activity points are nearly all of an export's rows. For them the
 Python parser (:mod:`recovery_lib.payload.parser`, the reference) costs more per point than PostgreSQL's
 own insert, so PostgreSQL expands them from the stored jsonb with statements built from the same
-:data:`~recovery_lib.payload.metrics.METRICS` the parser uses (keys, columns, limits, unit
+:mod:`catalogue <recovery_lib.catalogue>` the parser uses (keys, columns, limits, unit
 factors): :mod:`recovery_lib.payload.sql_write` writes them (``insert_method='sql'``, the default), and
 :func:`expected_keys` lists their keys for reconciliation (discovery, dry run, verify, monitor).
 
@@ -13,7 +13,7 @@ factors): :mod:`recovery_lib.payload.sql_write` writes them (``insert_method='sq
 SQL takes only what it can do exactly like the parser, and leaves no trace otherwise:
 
 * the payload: every metric the parser maps to these three tables is known, listed once, with
-  units the parser knows (the factors come from Python's own ``unit_factor``);
+  units the parser knows (the conversions come from the catalogue's own ``conversion``);
 * each point: an object, the exporter's date ``yyyy-MM-dd HH:mm:ss ±hhmm`` (an offset in
   :data:`DATE_OFFSETS`) between 1970 and ``latest``, bare JSON numbers inside the limits, no key
   twice within a metric.
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from recovery_lib import catalogue
+from recovery_lib.catalogue.model import Field, MetricSpec
+from recovery_lib.catalogue.units import Conversion, conversion
 from recovery_lib.errors import NotForSql
-from recovery_lib.payload.metrics import METRICS, Field, MetricSpec
-from recovery_lib.payload.values import unit_factor
 
 # The exporter's date format only: PostgreSQL's timestamptz input also takes "24:00:00", leap
 # seconds, month names and dates without an offset, which the parser refuses or reads otherwise.
@@ -50,7 +51,24 @@ DATE_OFFSETS = tuple(f" {sign}{hours:02d}{minutes:02d}" for sign in "+-" for hou
 FALLBACK_SQLSTATE_CLASSES = ("21", "22", "23")
 UNIQUE_VIOLATION = "23505"
 T = TypeVar("T")
-SIMPLE_METRICS = sorted(name for name, spec in METRICS.items() if spec.kind == "simple")
+
+
+def _sql_tables() -> frozenset[str]:
+    """Tables SQL can write alone: every metric landing there is numbers only, with a required one, and
+    no data array writes there (the parser would then write the same table, and the counts split)."""
+    arrays = {a.table for a in catalogue.ARRAYS.values()} | {t for a in catalogue.ARRAYS.values()
+                                                           for t, _ in a.dispatch.values()}
+    tables: dict[str, bool] = {}
+    for spec in catalogue.METRICS.values():
+        eligible = spec.numeric_only and any(f.required for f in spec.fields)
+        tables[spec.table] = tables.get(spec.table, True) and eligible and spec.table not in arrays
+    return frozenset(name for name, ok in tables.items() if ok and not catalogue.TABLES[name].tag)
+
+
+SQL_TABLES = _sql_tables()
+# Every spelling of the metrics SQL takes (the parser reads the others, and every payload SQL refuses).
+SIMPLE_METRICS = sorted(name for spec in catalogue.METRICS.values() if spec.table in SQL_TABLES
+                        for name in (spec.name, *spec.aliases))
 
 _METRICS_TABLE = "sql_path_metrics"
 _TEMP_TABLES = (
@@ -91,7 +109,7 @@ class PlannedMetric:
     position: int
     spec: MetricSpec
     points: int
-    factors: dict[str, float]
+    factors: dict[str, Conversion]
     first_date: str | None
     last_date: str | None
     copied: bool = False  # in the temporary metrics table; else read in place from raw_payload
@@ -124,6 +142,11 @@ class SqlPlan:
         """Positions (0-based) of the metrics SQL writes: the parser skips their points."""
         return sorted(m.position for metrics in self.tables.values() for m in metrics)
 
+    @property
+    def points(self) -> int:
+        """The points of those metrics: SQL takes them all or none (it refuses a payload with a bad one)."""
+        return sum(m.points for metrics in self.tables.values() for m in metrics)
+
 
 def plan_payload(cursor: Any, ingestion_id: str, latest: datetime, *, copy: bool = True) -> SqlPlan | None:
     """The SQL plan for a stored payload, or None when any simple metric needs the parser.
@@ -136,10 +159,11 @@ def plan_payload(cursor: Any, ingestion_id: str, latest: datetime, *, copy: bool
     plan = SqlPlan(ingestion_id, latest)
     names: set[str] = set()
     for position, name, units, points, first_date, last_date in sorted(cursor.fetchall()):
-        spec = METRICS[name]  # the query took simple metrics only
-        if name in names:
-            return None  # a metric listed twice: the parser rejects its repeated keys
-        names.add(name)
+        spec = catalogue.lookup(name)  # the query took SQL's metrics only
+        assert spec is not None
+        if spec.name in names:
+            return None  # a metric listed twice (or in two spellings): the parser rejects its repeated keys
+        names.add(spec.name)
         factors = _factors(spec, units)
         if factors is None:
             return None
@@ -164,13 +188,13 @@ def plan_payload(cursor: Any, ingestion_id: str, latest: datetime, *, copy: bool
 
 def expected_keys(
     cursor: Any, ingestion_id: str, latest: datetime
-) -> tuple[dict[str, list[datetime]], list[int]] | None:
-    """The distinct keys of the payload's simple metrics per table, and the metric positions read.
+) -> tuple[dict[str, list[datetime]], list[int], int] | None:
+    """The distinct keys of the payload's simple metrics per table, the metric positions and points read.
 
     None when the parser must read the whole payload (as for :func:`plan_payload`, or any point
     it would reject). Read-only: no temporary table, one statement per table, under a savepoint.
 
-        >>> keys, positions = expected_keys(cursor, ingestion_id, latest)
+        >>> keys, positions, points = expected_keys(cursor, ingestion_id, latest)
     """
     plan = plan_payload(cursor, ingestion_id, latest, copy=False)
     if plan is None:
@@ -192,7 +216,7 @@ def expected_keys(
         return found
 
     keys = run_guarded(cursor, "sql_keys", listed)
-    return None if keys is None else (keys, plan.positions)
+    return None if keys is None else (keys, plan.positions, plan.points)
 
 
 def run_guarded(cursor: Any, name: str, work: Callable[[], T]) -> T | None:
@@ -219,16 +243,21 @@ def statement_params(plan: SqlPlan, **more: Any) -> dict[str, Any]:
     return {"ingestion_id": plan.ingestion_id, "latest": plan.latest, "date_offsets": DATE_OFFSETS, **more}
 
 
-def _factors(spec: MetricSpec, units: object) -> dict[str, float] | None:
+def _factors(spec: MetricSpec, units: object) -> dict[str, Conversion] | None:
     factors = {}
     for f in spec.fields:
-        if f.unit_kind is None:
+        if f.kind is None:
             continue
-        factor = unit_factor(f.unit_kind, f.default_units if units is None else units)
-        if factor is None:
+        found = conversion(f.kind, f.default_units if units is None else units, f.unit or "")
+        if found is None:
             return None  # the parser rejects every point of it (invalid_point, units)
-        factors[f.column] = factor
+        factors[f.column] = found
     return factors
+
+
+def _float(value: float) -> str:
+    """A float8 literal that is exactly ``value`` (repr round-trips; quoted, so inf works too)."""
+    return f"'{value!r}'::float8"
 
 
 def is_fallback_error(exc: BaseException) -> bool:
@@ -262,9 +291,11 @@ def points_select(metric: PlannedMetric, columns: Sequence[str]) -> str:
         # A string, bool or {"qty", "units"} object fails the cast: the parser handles those.
         value = f"({_raw(f)})::float8"
         if f.column in metric.factors:
-            value = f"{value} * {metric.factors[f.column]!r}::float8"
+            # The parser's catalogue.units.apply: value * scale, plus the offset when there is one.
+            scale, offset = metric.factors[f.column]
+            value = f"({value} * {_float(scale)}" + (f" + {_float(offset)})" if offset else ")")
         values.append(f"{value} AS v{number}")
-        limits = f"x.v{number} BETWEEN {f.limits[0]!r}::float8 AND {f.limits[1]!r}::float8"
+        limits = f"x.v{number} BETWEEN {_float(f.limits[0])} AND {_float(f.limits[1])}"
         # A present number never casts to NULL, so NULL here means absent (or JSON null).
         checks.append(limits if f.required else f"(x.v{number} IS NULL OR {limits})")
         filled[f.column] = f"x.v{number}"

@@ -1,4 +1,4 @@
-"""Value rules of the payload contract (docs/payload-format.md): dates, numbers, units, limits.
+"""Value rules of the payload contract (docs/payload-format.md): dates, numbers, quantities, limits.
 
 Every check raises :class:`~recovery_lib.errors.Reject` with a category and the payload field it concerns; the
 value itself never travels with it, so nothing downstream can leak a health value into a
@@ -17,46 +17,18 @@ from decimal import Decimal
 
 from recovery_lib.errors import Reject
 
-__all__ = ["Reject", "check_range", "number", "parse_date", "quantity", "text", "unit_factor"]
+__all__ = ["Reject", "check_range", "number", "parse_date", "quantity", "text"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Latest bound for callers that want no "future" check (doctest above, tools); real parses pass now + 1 day.
 LATEST_ALLOWED_NEVER = datetime.max.replace(tzinfo=UTC)
 
-# Unit factors to the table's unit (docs: "Unit factors"). Matched case-insensitively because
-# exporters disagree on "kJ"/"kj"; anything else is refused rather than stored at the wrong scale.
-LENGTH_TO_METERS = {"km": 1000.0, "mi": 1609.344, "m": 1.0}
-ENERGY_TO_KCAL = {"kcal": 1.0, "kj": 1 / 4.184}
-TIME_TO_MINUTES = {"hr": 60.0, "min": 1.0, "s": 1 / 60}
-UNIT_KINDS: dict[str, dict[str, float]] = {
-    "length": LENGTH_TO_METERS,
-    "energy": ENERGY_TO_KCAL,
-    "time": TIME_TO_MINUTES,
-}
-
-# Plausibility limits, inclusive, in the table's unit (docs: "Plausibility limits").
+# Plausibility limits, inclusive, of what the sleep and workout converters compute (the metrics'
+# own limits are in the catalogue).
 HEART_RATE = (20.0, 300.0)
-HRV = (0.0, 500.0)
-SYSTOLIC = (40.0, 300.0)
-DIASTOLIC = (20.0, 200.0)
-PULSE = (20.0, 300.0)
-ACTIVITY = (0.0, 1e7)
 MINUTES = (0.0, 1440.0)
 WORKOUT_ENERGY = (0.0, 20000.0)
 WORKOUT_DISTANCE = (0.0, 1e6)
-
-
-def unit_factor(kind: str, units: object) -> float | None:
-    """Factor from ``units`` to the table's unit; ``None`` when the units are not recognised.
-
-    ``units`` that is ``None`` (absent) is the caller's business: it picks the default first.
-
-    >>> unit_factor("length", "km")
-    1000.0
-    """
-    if not isinstance(units, str):
-        return None
-    return UNIT_KINDS[kind].get(units.strip().lower())
 
 
 def number(value: object, field: str) -> float:

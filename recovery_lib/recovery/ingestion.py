@@ -71,10 +71,13 @@ def preview_one(
         for name, keys in expectation.keys.items():
             present = count_present(conn, candidate.user_id, name, keys) if keys else 0
             outcome.tables[name] = TableReport(expected=len(keys), present_before=present, present_after=present)
+        outcome.set_accounting(expectation.accounting)
         if expectation.parse_error:
             outcome.outcome, outcome.failure_category = "would_fail", expectation.parse_error
         elif expectation.rejected_points:
             outcome.outcome, outcome.failure_category = "would_fail", "rejected_points"
+        elif expectation.accounting.unsupported:
+            outcome.outcome, outcome.failure_category = "would_fail", "unsupported_points"
         tx.rollback()
     return outcome
 

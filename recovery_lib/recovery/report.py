@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recovery_lib.accounting import Accounting, total
 from recovery_lib.files import create_new_json
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store.metric_rows import TableReport
@@ -26,15 +27,17 @@ __all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
 
 def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()`` (a dry run's or a recovery's)."""
+    names = Accounting.of_dict(data.get("accounting")).names_line()
+    names = f"; {names}" if names else ""
     if data.get("dry_run"):
         return (
             f"dry run: {data.get('candidates', 0)} candidate ingestions, would recover {data.get('recovered', 0)}, "
-            f"{data.get('missing_before_total', 0)} rows missing, would fail {data.get('recovery_failed', 0)}"
+            f"{data.get('missing_before_total', 0)} rows missing, would fail {data.get('recovery_failed', 0)}{names}"
         )
     return (
         f"recovered {data.get('recovered', 0)} of {data.get('candidates', 0)} ingestions, "
         f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
-        f"{data.get('missing_after_total', 0)} rows still missing"
+        f"{data.get('missing_after_total', 0)} rows still missing{names}"
     )
 
 
@@ -57,15 +60,25 @@ class IngestionOutcome:
     rejection_counts: dict[str, int] = field(default_factory=dict)
     attempts: int = 1
     sql_tables: list[str] = field(default_factory=list)  # written by PostgreSQL from the jsonb ('sql' method)
+    accounting: Accounting = field(default_factory=Accounting)
 
     @property
     def rows_inserted(self) -> int:
         return sum(t.inserted for t in self.tables.values())
 
+    def set_accounting(self, parsed: Accounting, sql_points: int = 0) -> None:
+        """Where the points went (the parser's books plus the points SQL took) and the rows now present."""
+        parsed.points += sql_points
+        parsed.stored += sql_points
+        parsed.rows_expected = sum(t.expected for t in self.tables.values())
+        parsed.rows_present = sum(t.present_after for t in self.tables.values())
+        self.accounting = parsed
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
         data["rows_inserted"] = self.rows_inserted
+        data["accounting"] = self.accounting.to_dict()
         return data
 
 
@@ -140,6 +153,7 @@ class RecoveryReport:
                 Counter(i.failure_category for i in self.ingestions if i.failure_category)
             ),
             "rejected_points_total": sum(i.rejected_points for i in self.ingestions),
+            "accounting": total(i.accounting for i in self.ingestions if i.outcome != "skipped").to_dict(),
             "users": sorted(users.values(), key=lambda u: (-u["missing_before"], u["user_id"])),
             "checksums": {
                 "verified": checksums.get("verified", 0),

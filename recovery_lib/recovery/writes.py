@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from recovery_lib.accounting import Accounting
 from recovery_lib.batching import BatchConfig
 from recovery_lib.db import cursor as new_cursor
 from recovery_lib.errors import PayloadError
@@ -46,37 +47,52 @@ def merge_payload(
     ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring).
     """
     parser = PayloadParser(now=now)
+    sql_points = 0
     try:
         if method == "insert":
             _insert_path(conn, candidate.user_id, parser, stored.stream_items(conn, candidate.ingestion_id),
                          outcome, config)
         else:
-            shaped = stored.structure_ok(conn, candidate.ingestion_id)
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped else None
+            shaped = stored.structure(conn, candidate.ingestion_id)
+            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped.ok else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
-                                        known_structure_ok=shaped)
+                                        known_structure=shaped)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)
             if written:
                 outcome.tables.update(written[0])
                 outcome.sql_tables = sorted(written[0])
+                sql_points = written[2]
     except PayloadError as exc:
         outcome.tables = {}
         return exc.category, exc.message
     outcome.rejection_counts = dict(parser.rejection_counts)
     outcome.rejected_points = sum(parser.rejection_counts.values())
+    outcome.set_accounting(Accounting.of_parser(parser.summary()), sql_points)
+    return failure_of(outcome)
+
+
+def failure_of(outcome: IngestionOutcome) -> tuple[str, str] | None:
+    """Why an ingestion is not complete after its rows were written (or would be, in a preview), if it is not.
+
+    Missing rows first, then rejected points, then points with no place to go.
+    """
     missing = sum(t.missing_after for t in outcome.tables.values())
     if missing:
         return "reconciliation", f"{missing} expected rows still missing after the insert"
     if outcome.rejected_points:
         summary = ", ".join(f"{n} {category}" for category, n in sorted(outcome.rejection_counts.items()))
         return "rejected_points", f"{outcome.rejected_points} points could not be stored ({summary})"
+    if outcome.accounting.unsupported:
+        names = ", ".join(f"{n} of {name}" for name, n in sorted(outcome.accounting.unsupported.items()))
+        count = sum(outcome.accounting.unsupported.values())
+        return "unsupported_points", f"{count} points have no table to go to ({names})"
     return None
 
 
 def _sql_path(
     conn: Connection, candidate: Candidate, latest: datetime
-) -> tuple[dict[str, TableReport], list[int]] | None:
-    """The tables SQL wrote and the metric positions it covered; None leaves everything to the parser.
+) -> tuple[dict[str, TableReport], list[int], int] | None:
+    """The tables SQL wrote, the metric positions and points it covered; None leaves all to the parser.
 
     Call only on a payload whose structure :func:`~recovery_lib.payload.stored.structure_ok` accepted.
     """
@@ -86,7 +102,7 @@ def _sql_path(
         reports = sql_write.insert_planned(cursor, plan, candidate.user_id) if plan else None
     finally:
         cursor.close()
-    return (reports, plan.positions) if plan and reports is not None else None
+    return (reports, plan.positions, plan.points) if plan and reports is not None else None
 
 
 def _copy_path(

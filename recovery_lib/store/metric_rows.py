@@ -8,6 +8,10 @@ first value in payload order wins inside a payload. :func:`merge_sql` merges a C
 (no bind parameters per row); :func:`insert_rows` sends multi-row INSERTs in chunks under the
 65,535-parameter limit (:class:`~recovery_lib.batching.BatchConfig` sizes them).
 
+A row's natural key is ``(user_id, key)``, or ``(user_id, key, tag)`` for tables whose points of
+one instant differ by a tag (``symptoms``: the symptom; ``other_metrics``: the metric name). In
+Python a key is then the tuple ``(instant, tag)``; everywhere else an instant.
+
     >>> count_present(conn, user_id, "heart_rate_metrics", keys)
     120
 """
@@ -21,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from recovery_lib.batching import PG_MAX_PARAMS, chunks
@@ -57,16 +62,36 @@ class TableReport:
         return {**asdict(self), "missing_before": self.missing_before, "missing_after": self.missing_after}
 
 
-def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[datetime]) -> int:
+Key = datetime | tuple[datetime, Any]
+
+
+def _key_parts(t: MetricTable, keys: Sequence[Key]) -> dict[str, list[Any]]:
+    """The keys as parallel arrays to unnest: instants, and tags for a tagged table."""
+    if t.tag is None:
+        return {"keys": list(keys)}
+    return {"keys": [k[0] for k in keys], "tags": [k[1] for k in keys]}
+
+
+def _unnest(t: MetricTable) -> tuple[str, str]:
+    """``unnest(...) AS k(...)`` of :func:`_key_parts` and the join condition on table ``m``."""
+    if t.tag is None:
+        return "unnest(%(keys)s::timestamptz[]) AS k(at)", f"m.{t.key} = k.at"
+    tag_type = "timestamptz" if pg_type(t, t.tag) == "timestamptz" else "text"
+    return (f"unnest(%(keys)s::timestamptz[], %(tags)s::{tag_type}[]) AS k(at, tag)",
+            f"m.{t.key} = k.at AND m.{t.tag} = k.tag")
+
+
+def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[Key]) -> int:
     """How many of ``keys`` exist in ``table`` for ``user_id`` (read-only; chunked)."""
     t = METRIC_TABLES[table]
+    source, match = _unnest(t)
     present = 0
     for start in range(0, len(keys), UNNEST_CHUNK):
         present += run(
             conn,
-            f"SELECT count(*) FROM unnest(%(keys)s::timestamptz[]) AS k(at) "
-            f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = %(user_id)s AND m.{t.key} = k.at)",
-            {"keys": list(keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
+            f"SELECT count(*) FROM {source} "
+            f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = %(user_id)s AND {match})",
+            {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
         ).scalar_one()
     return present
 
@@ -79,26 +104,37 @@ def update_clause(t: MetricTable) -> tuple[str, str]:
     return sets, changed
 
 
+def conflict_target(t: MetricTable) -> str:
+    """``(user_id, key[, tag])``: what ON CONFLICT names."""
+    return f"(user_id, {', '.join(t.natural_key)})"
+
+
 def staging_name(t: MetricTable) -> str:
     return f"stage_{t.name}"
 
 
+def _staged_key(t: MetricTable) -> list[str]:
+    """The staging table's key columns: ``key``, and ``tag`` for a tagged table."""
+    return ["key", "tag"] if t.tag else ["key"]
+
+
 def staging_ddl(t: MetricTable) -> str:
-    cols = ", ".join(
-        f"{c} {_pg_type(t, c)}" for c in t.values
-    )
+    tag = f", tag {pg_type(t, t.tag)} NOT NULL" if t.tag else ""
+    cols = ", ".join(f"{c} {pg_type(t, c)}" for c in t.values)
     return (
         f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(t)} "
-        f"(seq bigint NOT NULL, key timestamptz NOT NULL, {cols}) ON COMMIT DELETE ROWS"
+        f"(seq bigint NOT NULL, key timestamptz NOT NULL{tag}, {cols}) ON COMMIT DELETE ROWS"
     )
 
 
-def _pg_type(t: MetricTable, column: str) -> str:
+def pg_type(t: MetricTable, column: str) -> str:
     col_type = t.table.c[column].type
     if isinstance(col_type, sa.DateTime):
         return "timestamptz"
     if isinstance(col_type, sa.Text):
         return "text"
+    if isinstance(col_type, JSONB):
+        return "jsonb"
     return "double precision"
 
 
@@ -108,10 +144,11 @@ def merge_sql(t: MetricTable) -> str:
         f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]" for c in t.values
     )
     sets, changed = update_clause(t)
+    staged = ", ".join(_staged_key(t))
     return (
-        f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {t.key}, {', '.join(t.values)}) "
-        f"SELECT %(user_id)s, key, {picks} FROM {staging_name(t)} GROUP BY key ORDER BY key "
-        f"ON CONFLICT (user_id, {t.key}) DO UPDATE SET {sets} WHERE {changed} "
+        f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
+        f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)} GROUP BY {staged} ORDER BY {staged} "
+        f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
         f"RETURNING (xmax = 0) AS inserted) "
         f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
     )
@@ -119,9 +156,11 @@ def merge_sql(t: MetricTable) -> str:
 
 def staged_counts_sql(t: MetricTable) -> str:
     """Distinct staged keys, and how many of them exist for the user."""
+    match = " AND ".join(f"m.{column} = s.{staged}" for column, staged in zip(t.natural_key, _staged_key(t),
+                                                                                strict=True))
     return (
-        f"SELECT count(*), count(m.{t.key}) FROM (SELECT DISTINCT key FROM {staging_name(t)}) s "
-        f"LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND m.{t.key} = s.key"
+        f"SELECT count(*), count(m.{t.key}) FROM (SELECT DISTINCT {', '.join(_staged_key(t))} "
+        f"FROM {staging_name(t)}) s LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}"
     )
 
 
@@ -138,23 +177,31 @@ def _copy_text(value: Any) -> str:
     )
 
 
-def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, datetime, Mapping[str, Any]]]) -> int:
-    """COPY ``(seq, key, values)`` rows into the table's staging table; returns rows written."""
+def key_columns(t: MetricTable, key: Key) -> list[Any]:
+    """A Python key as the values of the natural key's columns after ``user_id``."""
+    return [key[0], key[1]] if t.tag else [key]
+
+
+def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any]]]) -> int:
+    """COPY ``(seq, key, values)`` rows into the table's staging table; returns rows written.
+
+    JSON values arrive as JSON text (the parser serialises them), like every other text.
+    """
     buffer = io.StringIO()
     count = 0
     for seq, key, values in rows:
-        buffer.write(
-            "\t".join([str(seq), key.isoformat(), *(_copy_text(values.get(c)) for c in t.values)]) + "\n"
-        )
+        parts = [_copy_text(part) for part in key_columns(t, key)]
+        buffer.write("\t".join([str(seq), *parts, *(_copy_text(values.get(c)) for c in t.values)]) + "\n")
         count += 1
     if count:
         buffer.seek(0)
-        cursor.copy_expert(f"COPY {staging_name(t)} (seq, key, {', '.join(t.values)}) FROM STDIN", buffer)
+        columns = ", ".join(["seq", *_staged_key(t), *t.values])
+        cursor.copy_expert(f"COPY {staging_name(t)} ({columns}) FROM STDIN", buffer)
     return count
 
 
 def insert_rows(
-    cursor: Any, t: MetricTable, user_id: str, rows: Mapping[datetime, Mapping[str, Any]], chunk_size: int
+    cursor: Any, t: MetricTable, user_id: str, rows: Mapping[Key, Mapping[str, Any]], chunk_size: int
 ) -> tuple[int, int]:
     """Multi-row INSERT ... ON CONFLICT of already-merged rows, ``chunk_size`` rows a statement.
 
@@ -168,17 +215,22 @@ def insert_rows(
             f"exceeds {PG_MAX_PARAMS}"
         )
     sets, changed = update_clause(t)
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     inserted = filled = 0
-    items = sorted(rows.items())
+    items = sorted(rows.items(), key=lambda item: item[0])
     for part in chunks(items, chunk_size):
-        params: list[Any] = []
-        for key, values in part:
-            params.extend([user_id, key, *(values.get(c) for c in t.values)])
+        params: dict[str, Any] = {}
+        tuples = []
+        for row, (key, values) in enumerate(part):
+            names = []
+            for column, value in zip(columns, [user_id, *key_columns(t, key), *(values.get(c) for c in t.values)],
+                                     strict=True):
+                params[f"r{row}_{column}"] = value
+                names.append(f"%(r{row}_{column})s")
+            tuples.append(f"({', '.join(names)})")
         sql = (
             f"WITH merged AS (INSERT INTO {t.name} AS t ({', '.join(columns)}) VALUES "
-            + ", ".join([placeholder] * len(part))
-            + f" ON CONFLICT (user_id, {t.key}) DO UPDATE SET {sets} WHERE {changed} "
+            + ", ".join(tuples)
+            + f" ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
             "RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
         )
