@@ -1,25 +1,21 @@
 """The four runbook notebooks: stored clean, validated first, and end to end on a simulated incident.
 
-The end-to-end set executes monitor -> preview -> recover -> verify once (module fixture), through
-the runner, with a DATABASE_URL that carries a password, and every assertion reads that one set.
+The end-to-end set executes monitor -> preview -> recover -> verify once (the session fixture
+``runbook`` of conftest.py, shared with tests/test_archive_browser.py), through the runner, with a
+DATABASE_URL that carries a password, and every assertion reads that one set.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-import sqlalchemy as sa
-from helpers import fingerprint
-from sqlalchemy.engine import make_url
+from helpers import Runbook, fingerprint
 
-from recovery_lib import db, schema
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
@@ -117,52 +113,6 @@ def test_archive_renderer_emits_no_remote_script() -> None:
 
 
 # --- (b) + (d) end to end -------------------------------------------------------------------------
-
-
-@dataclass
-class Runbook:
-    truth: dict[str, Any]
-    results: dict[str, runner.RunResult]
-    before_preview: dict[str, Any]
-    after_preview: dict[str, Any]
-    runs: Path
-    password: str
-
-    def report(self, name: str) -> dict[str, Any]:
-        return self.results[name].report or {}
-
-
-@pytest.fixture(scope="module")
-def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from recovery_lib import simulate
-
-    engine = db.get_engine(database_url)
-    schema.drop_all(engine)
-    schema.init_db(engine)
-    truth = simulate.simulate(engine, users=3, payloads=12, seed=7).to_dict()
-    role, password = f"runbook_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(12)}"
-    with engine.begin() as conn:
-        # The embedded test server trusts local connections, so the password is never checked; it
-        # is in the URL so that any leak of the URL into a produced file would show.
-        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"))
-    url = make_url(database_url).set(username=role, password=password).render_as_string(hide_password=False)
-    runs = tmp_path_factory.mktemp("runbook") / "runs"
-    results: dict[str, runner.RunResult] = {}
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DATABASE_URL", url)
-            results["monitor"] = runner.run_notebook("monitor", {}, runs_dir=runs)
-            before = fingerprint(engine)
-            results["preview"] = runner.run_notebook("preview", {}, runs_dir=runs)
-            after = fingerprint(engine)
-            results["recover"] = runner.run_notebook("recover", {}, runs_dir=runs)
-            results["verify"] = runner.run_notebook("verify", {"since": "24h"}, runs_dir=runs)
-        yield Runbook(truth, results, before, after, runs, password)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
-                         {"r": role})
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
 
 
 def test_every_notebook_ran(runbook: Runbook) -> None:
