@@ -5,6 +5,7 @@
 * :mod:`.metric_rows`: the metric tables (which keys exist; the merge that fills them).
 * :mod:`.recovery_log`: who finished which ingestion.
 * :mod:`.cache`: the reconciliation cache.
+* :mod:`.server`: the server's own state (WAL archiving: are backups current?).
 
 The payload's own jsonb is expanded by :mod:`recovery_lib.payload.stored` and
 :mod:`recovery_lib.payload.sql_plan`.
