@@ -177,3 +177,24 @@ def test_a_bad_review_parameter_exits_2_before_connecting(
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:pw@127.0.0.1:1/none")
     assert main([*argv, *(["--runs-dir", str(tmp_path)] if argv[0] == "run" else [])]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_role_that_may_only_select_can_run_the_review(engine: Engine, incident: dict[str, Any]) -> None:
+    import sqlalchemy as sa
+
+    role = "rr_review_readonly"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(sa.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    readonly = sa.create_engine(engine.url.set(username=role, password=None))
+    try:
+        as_role = build_review(readonly, weeks=3, runs_dir=str(incident["runs"])).to_dict()
+    finally:
+        readonly.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+    as_owner = build_review(engine, weeks=3, runs_dir=str(incident["runs"])).to_dict()
+    assert {k: v for k, v in as_role.items() if k not in ("generated_at", "database")} == {
+        k: v for k, v in as_owner.items() if k not in ("generated_at", "database")}
