@@ -37,7 +37,7 @@ from chart_checks import LAB_JS, graph_divs, notebook_figures, render_file
 from helpers import Runbook
 from lab_helpers import Lab, jupyter_lab
 
-from recovery_lib.runbook.notebooks import RUNBOOK_ORDER
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS
 
 pytestmark = pytest.mark.browser
 
@@ -76,17 +76,17 @@ class Archive:
 def archive(chromium_installed: Path, runbook: Runbook) -> Archive:
     pages = {}
     with chromium() as browser:
-        for name in RUNBOOK_ORDER:
+        for name in ALL_NOTEBOOKS:
             pages[name] = render_file(browser, runbook.results[name].html_path)
         browser.close()  # completes the net log
         return Archive(pages, netlog_urls(browser.netlog))
 
 
 def test_the_archive_holds_one_html_page_per_notebook(runbook: Runbook) -> None:
-    assert sorted(runbook.runs.glob("*.html")) == sorted(runbook.results[n].html_path for n in RUNBOOK_ORDER)
+    assert sorted(runbook.runs.glob("*.html")) == sorted(runbook.results[n].html_path for n in ALL_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_archived_page_draws_every_chart_of_its_notebook_offline(runbook: Runbook, archive: Archive,
                                                                  name: str) -> None:
     result = runbook.results[name]
