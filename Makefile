@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup demo test lint lab monitor preview recover verify bench promtool clean-db
+.PHONY: setup demo test lint lab monitor preview recover verify review bench promtool chromium clean-db
 
 setup: $(STAMP)
 
@@ -25,10 +25,19 @@ promtool:
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+# Headless Chromium opens the archived HTML and JupyterLab in tests/test_archive_browser.py (Debian package 'chromium').
+CHROMIUM := /usr/lib/chromium/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium (Debian package chromium)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 demo: setup
 	$(PY) -m recovery_lib demo
 
-test: setup promtool
+test: setup promtool chromium
 	$(PY) -m pytest $(ARGS)
 
 lint: setup
@@ -37,7 +46,7 @@ lint: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-monitor preview recover verify: setup
+monitor preview recover verify review: setup
 	$(PY) -m recovery_lib run $@ $(ARGS)
 
 bench: setup

@@ -9,6 +9,8 @@ the parameter and what is allowed.
     200
     >>> MonitorOptions.validated(hours=6).thresholds.data_loss_critical_pct
     10.0
+    >>> ReviewOptions.validated(weeks="8").weeks
+    8
 
 The notebooks' ``parameters`` cells repeat these defaults as literals (papermill needs literals
 there); ``tests/test_options.py`` holds them to the defaults below.
@@ -203,3 +205,26 @@ class VerifyOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"since": self.since.isoformat(), "user_id": self.user_id}
+
+
+# --- the weekly review ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewOptions:
+    """What the weekly review looks back over: the last ``weeks`` ISO weeks (this one included)."""
+
+    weeks: int = 4
+    runs_dir: str = "runs"  # the runs archive it reads; a relative path is from the project root
+
+    @classmethod
+    def validated(cls, *, weeks: Any = None, runs_dir: Any = None) -> ReviewOptions:
+        """``weeks`` 1 to 520 and the runs folder, checked; None takes the default."""
+        defaults = cls()
+        return cls(
+            weeks=p.validate_weeks(defaults.weeks if weeks is None else weeks),
+            runs_dir=p.validate_folder(defaults.runs_dir if runs_dir is None else runs_dir, name="runs_dir"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weeks": self.weeks, "runs_dir": self.runs_dir}

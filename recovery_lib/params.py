@@ -15,6 +15,7 @@ strings), so every value is checked here before anything touches the database;
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Iterable
@@ -29,17 +30,20 @@ __all__ = [
     "parse_instant",
     "validate_batch_size",
     "validate_bool",
+    "validate_folder",
     "validate_hours",
     "validate_max_concurrent_jobs",
     "validate_percent",
     "validate_since",
     "validate_statuses",
     "validate_user_id",
+    "validate_weeks",
 ]
 
 MAX_BATCH_SIZE = 10_000
 MAX_CONCURRENT_JOBS = 64
 MAX_HOURS = 24 * 366
+MAX_WEEKS = 520  # ten years of weekly reviews
 
 
 def _shown(value: Any) -> str:
@@ -110,6 +114,18 @@ def validate_max_concurrent_jobs(value: Any, *, name: str = "max_concurrent_jobs
 def validate_hours(value: Any, *, name: str = "hours") -> int:
     """A monitoring window in whole hours: 1 to 8784 (a leap year)."""
     return _whole_number(value, name, 1, MAX_HOURS)
+
+
+def validate_weeks(value: Any, *, name: str = "weeks") -> int:
+    """A review period in whole ISO weeks, the current one included: 1 to 520."""
+    return _whole_number(value, name, 1, MAX_WEEKS)
+
+
+def validate_folder(value: Any, *, name: str) -> str:
+    """A folder as text: not empty, no NUL character (it need not exist yet)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip() or "\0" in str(value):
+        raise ParameterError(f"{name} must be a folder path, got {_shown(value)}")
+    return str(value).strip()
 
 
 def validate_percent(value: Any, *, name: str) -> float:

@@ -2,19 +2,23 @@
 
 ``TEST_DATABASE_URL`` points at any server; without it one throwaway embedded server is started
 for the session. Each test that asks for ``engine`` gets a freshly created, empty schema.
+``runbook`` is the four runbook notebooks executed once per session on a simulated incident,
+read by the notebook tests and the browser tests alike.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from helpers import Runbook, fingerprint
+from sqlalchemy.engine import Engine, make_url
 
 from recovery_lib import db, schema
 
@@ -53,3 +57,39 @@ def reset_schema(eng: Engine) -> None:
         )
     schema.drop_all(eng)
     schema.init_db(eng)
+
+
+@pytest.fixture(scope="session")
+def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runbook]:
+    """monitor -> preview -> recover -> verify through the runner, with a password in DATABASE_URL."""
+    from recovery_lib import simulate
+    from recovery_lib.runbook import execute as runner
+
+    engine = db.get_engine(database_url)
+    schema.drop_all(engine)
+    schema.init_db(engine)
+    truth = simulate.simulate(engine, users=3, payloads=12, seed=7).to_dict()
+    role, password = f"runbook_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(12)}"
+    with engine.begin() as conn:
+        # The embedded test server trusts local connections, so the password is never checked; it
+        # is in the URL so that any leak of the URL into a produced file would show.
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"))
+    url = make_url(database_url).set(username=role, password=password).render_as_string(hide_password=False)
+    runs = tmp_path_factory.mktemp("runbook") / "runs"
+    results: dict[str, runner.RunResult] = {}
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DATABASE_URL", url)
+            results["monitor"] = runner.run_notebook("monitor", {}, runs_dir=runs)
+            before = fingerprint(engine)
+            results["preview"] = runner.run_notebook("preview", {}, runs_dir=runs)
+            after = fingerprint(engine)
+            results["recover"] = runner.run_notebook("recover", {}, runs_dir=runs)
+            results["verify"] = runner.run_notebook("verify", {"since": "24h"}, runs_dir=runs)
+            results["review"] = runner.run_notebook("review", {}, runs_dir=runs)  # reads the archive above
+        yield Runbook(truth, results, before, after, runs, password)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
+                         {"r": role})
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))

@@ -1,16 +1,37 @@
-"""Small builders shared by the tests: users, ingestions from Python payloads, table fingerprints."""
+"""Small builders shared by the tests: users, ingestions from Python payloads, table fingerprints, the
+executed runbook (the ``runbook`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
+
+if TYPE_CHECKING:  # the runner imports nbformat (seconds): only for the tests that execute notebooks
+    from recovery_lib.runbook.execute import RunResult
+
+
+@dataclass
+class Runbook:
+    """The four runbook notebooks executed on one simulated incident, and what was measured around them."""
+
+    truth: dict[str, Any]
+    results: dict[str, RunResult]
+    before_preview: dict[str, Any]
+    after_preview: dict[str, Any]
+    runs: Path
+    password: str
+
+    def report(self, name: str) -> dict[str, Any]:
+        return self.results[name].report or {}
 
 
 def add_user(engine: Engine) -> str:

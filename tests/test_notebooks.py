@@ -1,30 +1,27 @@
-"""The four runbook notebooks: stored clean, validated first, and end to end on a simulated incident.
+"""The runbook notebooks (four daily, one weekly): stored clean, validated first, end to end on an incident.
 
-The end-to-end set executes monitor -> preview -> recover -> verify once (module fixture), through
-the runner, with a DATABASE_URL that carries a password, and every assertion reads that one set.
+The end-to-end set executes monitor -> preview -> recover -> verify, then the weekly review over
+what they left, once (the session fixture ``runbook`` of conftest.py, shared with
+tests/test_archive_browser.py), through the runner, with a DATABASE_URL that carries a password,
+and every assertion reads that one set.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-import sqlalchemy as sa
-from helpers import fingerprint
-from sqlalchemy.engine import make_url
+from helpers import Runbook, fingerprint
 
-from recovery_lib import db, schema
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, REPORT_SCRAPS, RUNBOOK_ORDER
 from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
-from recovery_lib.runbook.notebooks import REPORT_SCRAPS, RUNBOOK_ORDER
 
 NOTEBOOKS = parameters.NOTEBOOKS_DIR
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
@@ -39,12 +36,13 @@ def load(name: str) -> Any:
 # --- (a) the stored notebooks ---------------------------------------------------------------------
 
 
-def test_the_runbook_is_exactly_four_notebooks() -> None:
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(RUNBOOK_ORDER)
-    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(RUNBOOK_ORDER)
+def test_the_runbook_is_four_daily_notebooks_and_the_weekly_review() -> None:
+    assert RUNBOOK_ORDER == ("monitor", "preview", "recover", "verify") and ALL_NOTEBOOKS == (*RUNBOOK_ORDER, "review")
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(ALL_NOTEBOOKS)
+    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(ALL_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_notebook_is_stored_without_outputs(name: str) -> None:
     nb = load(name)
     nbformat.validate(nb)
@@ -56,7 +54,7 @@ def test_notebook_is_stored_without_outputs(name: str) -> None:
     assert "papermill" not in nb.metadata
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_notebook_starts_with_instructions(name: str) -> None:
     first = load(name).cells[0]
     assert first.cell_type == "markdown"
@@ -64,7 +62,7 @@ def test_notebook_starts_with_instructions(name: str) -> None:
         assert text in first.source, f"{name}: first cell lacks {text!r}"
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -> None:
     nb = load(name)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
@@ -80,7 +78,7 @@ def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -
     assert all(p.type_name in ("int", "float", "bool", "str", "list") for p in declared.values())
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_notebook_glues_its_report_and_never_shows_a_raw_url(name: str) -> None:
     sources = "\n".join(c.source for c in load(name).cells if c.cell_type == "code")
     assert f'glue_report("{REPORT_SCRAPS[name]}"' in sources
@@ -92,7 +90,9 @@ def test_charts_accept_empty_and_partial_reports() -> None:
     figures = [
         charts.trend_figure, charts.loss_rate_figure, charts.payload_size_figure, charts.loss_by_table_figure,
         charts.preview_tables_figure, charts.users_figure, charts.before_after_figure, charts.outcomes_figure,
-        charts.status_counts_figure,
+        charts.status_counts_figure, charts.review_weekly_figure, charts.review_errors_figure,
+        charts.review_recovery_time_figure, charts.review_alerts_figure, charts.review_restored_figure,
+        charts.review_failures_figure,
     ]
     sample = {
         "trends": [{"bucket_start": "2026-01-01T00:00:00+00:00", "ingestions": 3, "failures": 1, "data_loss": 1,
@@ -103,6 +103,11 @@ def test_charts_accept_empty_and_partial_reports() -> None:
                                           "missing_after": 0}},
         "users": [{"user_id": "550e8400-e29b-41d4-a716-446655440000", "missing_before": 4, "missing_after": 0}],
         "recovered": 1, "status_counts": {"processed": 2, "error": 1},
+        "by_week": [{"week": "2026-W10", "partial": True, "ingestions": 5, "data_loss": 1, "recovered": 1,
+                     "error_categories": {"parameter_limit": 1}, "recovery_hours_p50": 3.5, "monitor_runs": 2,
+                     "alerts_fired": {"data_loss_rate": 1}}],
+        "rows_restored_by_table": {"heart_rate_metrics": 4},
+        "failure_reasons": [{"category": "invalid_structure", "failures": 1, "still_failing": 1}],
     }
     for make in figures:
         assert make({}).to_dict()["layout"]["annotations"], make.__name__  # "no data" note
@@ -119,54 +124,8 @@ def test_archive_renderer_emits_no_remote_script() -> None:
 # --- (b) + (d) end to end -------------------------------------------------------------------------
 
 
-@dataclass
-class Runbook:
-    truth: dict[str, Any]
-    results: dict[str, runner.RunResult]
-    before_preview: dict[str, Any]
-    after_preview: dict[str, Any]
-    runs: Path
-    password: str
-
-    def report(self, name: str) -> dict[str, Any]:
-        return self.results[name].report or {}
-
-
-@pytest.fixture(scope="module")
-def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from recovery_lib import simulate
-
-    engine = db.get_engine(database_url)
-    schema.drop_all(engine)
-    schema.init_db(engine)
-    truth = simulate.simulate(engine, users=3, payloads=12, seed=7).to_dict()
-    role, password = f"runbook_{secrets.token_hex(4)}", f"pw-{secrets.token_hex(12)}"
-    with engine.begin() as conn:
-        # The embedded test server trusts local connections, so the password is never checked; it
-        # is in the URL so that any leak of the URL into a produced file would show.
-        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"))
-    url = make_url(database_url).set(username=role, password=password).render_as_string(hide_password=False)
-    runs = tmp_path_factory.mktemp("runbook") / "runs"
-    results: dict[str, runner.RunResult] = {}
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DATABASE_URL", url)
-            results["monitor"] = runner.run_notebook("monitor", {}, runs_dir=runs)
-            before = fingerprint(engine)
-            results["preview"] = runner.run_notebook("preview", {}, runs_dir=runs)
-            after = fingerprint(engine)
-            results["recover"] = runner.run_notebook("recover", {}, runs_dir=runs)
-            results["verify"] = runner.run_notebook("verify", {"since": "24h"}, runs_dir=runs)
-        yield Runbook(truth, results, before, after, runs, password)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
-                         {"r": role})
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
-
-
 def test_every_notebook_ran(runbook: Runbook) -> None:
-    for name in RUNBOOK_ORDER:
+    for name in ALL_NOTEBOOKS:
         result = runbook.results[name]
         assert result.ok, f"{name}: {result.error}"
         assert result.report and result.report_path and result.html_path
@@ -201,6 +160,22 @@ def test_verification_finds_nothing_missing(runbook: Runbook) -> None:
     assert all(item["reasons"] for item in verify["recovery_failed"])
 
 
+def test_the_review_sums_up_what_the_runbook_left(runbook: Runbook) -> None:
+    review, recover = runbook.report("review"), runbook.report("recover")
+    assert review["archive"]["folder"] == str(runbook.runs.resolve())  # the runner's own archive
+    assert review["archive"]["runs_by_notebook"] == {"monitor": 1, "preview": 1, "recover": 1, "verify": 1}
+    assert review["totals"]["rows_restored"] == recover["rows_inserted_total"] == runbook.truth[
+        "recoverable_missing_rows_total"]
+    assert review["rows_restored_by_table"] == {name: t["inserted"] for name, t in recover["tables"].items()}
+    assert review["totals"]["rows_still_missing"] == 0 and review["totals"]["monitor_runs"] == 1
+    [run] = review["recovery_runs"]
+    assert run["run_id"] == recover["run_id"] and run["archived"] is True
+    assert run["recovered"] == recover["recovered"] and run["recovery_failed"] == recover["recovery_failed"]
+    assert sum(r["failures"] for r in review["failure_reasons"]) == recover["recovery_failed"]
+    assert any("too few to judge the alert thresholds" in s for s in review["suggestions"])
+    assert review["by_week"][-1]["partial"] is True and len(review["by_week"]) == 4
+
+
 def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
     import json
 
@@ -209,20 +184,20 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
     assert stat.S_IMODE(runbook.runs.stat().st_mode) == 0o700
     for path in runbook.runs.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
-    for name in RUNBOOK_ORDER:
+    for name in ALL_NOTEBOOKS:
         result = runbook.results[name]
         assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}(-\d+)?", result.notebook.stem)
         scraps = sb.read_notebook(str(result.notebook)).scraps
         assert json.loads(result.report_path.read_text()) == scraps[REPORT_SCRAPS[name]].data == result.report
     assert audit.verify_index(runbook.runs / "index.jsonl") == []
     records = audit.read_index(runbook.runs / "index.jsonl")
-    assert [r["notebook"] for r in records] == list(RUNBOOK_ORDER)
+    assert [r["notebook"] for r in records] == list(ALL_NOTEBOOKS)
     assert all(r["outcome"] == "ok" for r in records)
 
 
 def test_charts_survive_archiving(runbook: Runbook) -> None:
     """Mimetype JSON for JupyterLab + inlined plotly.js HTML for nbconvert; nothing fetched from a CDN."""
-    for name in RUNBOOK_ORDER:
+    for name in ALL_NOTEBOOKS:
         result = runbook.results[name]
         nb = nbformat.read(result.notebook, as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -240,7 +215,7 @@ def test_charts_survive_archiving(runbook: Runbook) -> None:
 def test_password_never_reaches_a_produced_file(runbook: Runbook) -> None:
     assert all(not result.scrubbed for result in runbook.results.values()), "the runner had to scrub a password"
     produced = list(runbook.runs.iterdir())
-    assert len(produced) == 13  # 4 x (ipynb, json, html) + index.jsonl
+    assert len(produced) == 16  # 5 x (ipynb, json, html) + index.jsonl
     for path in produced:
         assert runbook.password.encode() not in path.read_bytes(), path.name
     # the URL with the password was in use: the notebooks showed it masked
@@ -345,6 +320,6 @@ def test_demo_runs_the_whole_runbook_and_matches_the_truth(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "MISMATCH" not in out and "all numbers match the ground truth" in out
-    for name in RUNBOOK_ORDER:
+    for name in ALL_NOTEBOOKS:
         assert len(list(runs.glob(f"*_{name}.ipynb"))) == len(list(runs.glob(f"*_{name}.json"))) == 1
     assert audit.verify_index(runs / "index.jsonl") == []

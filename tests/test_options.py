@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from recovery_lib.errors import ParameterError
-from recovery_lib.options import MonitorOptions, RecoveryOptions, Thresholds, VerifyOptions
+from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, Thresholds, VerifyOptions
 from recovery_lib.runbook import parameters
-from recovery_lib.runbook.notebooks import RUNBOOK_ORDER, options_for
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, options_for
 
 DEFAULTS = {
     "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
@@ -21,10 +21,11 @@ DEFAULTS = {
     "recover": {name: getattr(RecoveryOptions(), name) for name in
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
+    "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
 }
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_notebook_parameter_cells_hold_the_options_defaults(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     assert set(declared) == set(DEFAULTS[name])
@@ -35,7 +36,7 @@ def test_notebook_parameter_cells_hold_the_options_defaults(name: str) -> None:
         assert default == expected, f"{name}: {parameter} defaults to {default!r}, the options to {expected!r}"
 
 
-@pytest.mark.parametrize("name", RUNBOOK_ORDER)
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_the_defaults_of_each_notebook_validate(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     options = options_for(name, **{p: d.default for p, d in declared.items()})
@@ -69,3 +70,13 @@ def test_monitor_and_verify_options() -> None:
     assert VerifyOptions.validated(since="2024-02-06T14:30:00Z").since.isoformat() == "2024-02-06T14:30:00+00:00"
     with pytest.raises(ParameterError, match="since must be an ISO date/time"):
         VerifyOptions.validated(since="yesterday-ish")
+
+
+def test_review_options() -> None:
+    assert ReviewOptions.validated(weeks="8", runs_dir=" /srv/runs ").to_dict() == {"weeks": 8, "runs_dir": "/srv/runs"}
+    assert ReviewOptions.validated().to_dict() == {"weeks": 4, "runs_dir": "runs"}
+    for bad in (0, 521, "four", 2.5, True):
+        with pytest.raises(ParameterError, match="weeks must be a whole number from 1 to 520"):
+            ReviewOptions.validated(weeks=bad)
+    with pytest.raises(ParameterError, match="runs_dir must be a folder path"):
+        ReviewOptions.validated(runs_dir="  ")

@@ -24,7 +24,7 @@ items: list = ["a"]
 name: str = None
 '''
 GLUE = (
-    "from recovery_lib.notebook_support import glue_report\n"
+    "from recovery_lib.runbook.kernel import glue_report\n"
     "r = glue_report('tiny_report', {'n': n, 'ratio': ratio, 'flag': flag, 'items': items, 'name': name,\n"
     "    'types': [type(v).__name__ for v in (n, ratio, flag, items, name)]})"
 )

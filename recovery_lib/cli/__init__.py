@@ -1,7 +1,8 @@
 """``python -m recovery_lib COMMAND``: one module in this package per command family.
 
-Each module defines ``register(subparsers)``, which adds its commands and sets ``func`` (a
-callable taking the parsed ``argparse.Namespace`` and returning an exit code) on each.
+Each command module defines ``register(subparsers)``, which adds its commands and sets ``func``
+(a callable taking the parsed ``argparse.Namespace`` and returning an exit code) on each; a
+module without it (``guide``: the incident guide's console scripts) adds no command.
 Argument errors exit with code 2 before any database connection is made.
 """
 
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
-        module.register(subparsers)
+        if hasattr(module, "register"):
+            module.register(subparsers)
     return parser
 
 

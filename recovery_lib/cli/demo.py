@@ -24,10 +24,11 @@ def _positive(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo",
-        help="simulate an incident in the embedded database and run monitor, preview, recover, verify on it",
+        help="simulate an incident in the embedded database and run monitor, preview, recover, verify, review on it",
         description=(
             "Reset this project's tables, generate an incident with a known ground truth, then execute the "
-            "four runbook notebooks through the runner and compare what they found with the truth. "
+            "four runbook notebooks and the weekly review through the runner and compare what they found with the "
+            "truth. "
             "Refuses to reset a database given by DATABASE_URL unless --reset is passed."
         ),
     )

@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _summary(report: dict[str, Any]) -> str:
+    from recovery_lib.backups import describe
+
     mode = "DRY RUN (nothing written)" if report["dry_run"] else "RECOVERY"
     lines = [
         f"{mode} run {report['run_id'][:8]} on {report['database']}",
@@ -47,6 +49,7 @@ def _summary(report: dict[str, Any]) -> str:
         f"failed {report['recovery_failed']}, skipped {report['skipped']}",
         f"  rows missing before {report['missing_before_total']}, inserted {report['rows_inserted_total']}, "
         f"missing after {report['missing_after_total']}",
+        f"  backups: {describe(report.get('backups'))}",
     ]
     for name, t in report["tables"].items():
         lines.append(f"    {name:<24} expected {t['expected']:>8} missing {t['missing_before']:>8} "

@@ -26,19 +26,27 @@ __all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
 
 
 def headline(data: Mapping[str, Any]) -> str:
-    """The line an operator reads first, from a report's ``to_dict()`` (a dry run's or a recovery's)."""
+    """The line an operator reads first, from a report's ``to_dict()`` (a dry run's or a recovery's).
+
+    It names the unknown metric names kept and the unsupported points, with their counts, and ends
+    with the backups warning when WAL archiving is off, failing or stale (:mod:`recovery_lib.backups`):
+    the guide's first pre-recovery step.
+    """
     names = Accounting.of_dict(data.get("accounting")).names_line()
     names = f"; {names}" if names else ""
     if data.get("dry_run"):
-        return (
+        line = (
             f"dry run: {data.get('candidates', 0)} candidate ingestions, would recover {data.get('recovered', 0)}, "
             f"{data.get('missing_before_total', 0)} rows missing, would fail {data.get('recovery_failed', 0)}{names}"
         )
-    return (
-        f"recovered {data.get('recovered', 0)} of {data.get('candidates', 0)} ingestions, "
-        f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
-        f"{data.get('missing_after_total', 0)} rows still missing{names}"
-    )
+    else:
+        line = (
+            f"recovered {data.get('recovered', 0)} of {data.get('candidates', 0)} ingestions, "
+            f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
+            f"{data.get('missing_after_total', 0)} rows still missing{names}"
+        )
+    warning = (data.get("backups") or {}).get("warning")
+    return f"{line}; WARNING: {warning}" if warning else line
 
 
 @dataclass
@@ -93,6 +101,7 @@ class RecoveryReport:
     ingestions: list[IngestionOutcome] = field(default_factory=list)
     aborted: str | None = None  # why the run stopped early, if it did
     discovered: int | None = None  # candidates found; more than ingestions when a run stops early
+    backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -136,6 +145,7 @@ class RecoveryReport:
             "dry_run": self.dry_run,
             "database": self.database,
             "aborted": self.aborted,
+            "backups": self.backups,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),

@@ -243,3 +243,87 @@ def status_counts_figure(report: Mapping[str, Any]) -> go.Figure:
     fig.add_trace(go.Bar(x=list(counts), y=list(counts.values()), marker_color=colors,
                          text=list(counts.values()), textposition="auto", name="ingestions"))
     return fig
+
+
+# --- weekly review ------------------------------------------------------------------------------
+
+
+def _weeks(report: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[str]]:
+    weeks = _rows(report, "by_week")
+    return weeks, [f"{w.get('week')}{' (so far)' if w.get('partial') else ''}" for w in weeks]
+
+
+def review_weekly_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: ingestions, ingestions with data loss and ingestions recovered, per ISO week."""
+    fig = _figure("Ingestions, data loss and recoveries per week", barmode="group", xaxis_title="ISO week (UTC)",
+                  yaxis_title="ingestions")
+    weeks, labels = _weeks(report)
+    if not weeks:
+        return _no_data(fig)
+    for key, name, color in (("ingestions", "ingestions", "#4C78A8"), ("data_loss", "with data loss", "#E45756"),
+                             ("recovered", "recovered", "#54A24B"), ("recovery_failed", "recovery failed", "#F58518")):
+        _bar(fig, labels, [_num(w.get(key)) for w in weeks], name, color)
+    return fig
+
+
+def review_errors_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: ingestions per original error category, per ISO week (stacked)."""
+    fig = _figure("Error categories per week", barmode="stack", xaxis_title="ISO week (UTC)",
+                  yaxis_title="ingestions with an error")
+    weeks, labels = _weeks(report)
+    categories = sorted({c for w in weeks for c in _counts(w.get("error_categories"))})
+    if not categories:
+        return _no_data(fig, "no processing errors in the period")
+    for category in categories:
+        fig.add_trace(go.Bar(x=labels, y=[_counts(w.get("error_categories")).get(category, 0.0) for w in weeks],
+                             name=category))
+    return fig
+
+
+def review_recovery_time_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: hours from ingestion to its first recovery (median and 90th percentile) per ISO week."""
+    fig = _figure("Time from ingestion to recovery", xaxis_title="ISO week of the recovery (UTC)", yaxis_title="hours")
+    weeks, labels = _weeks(report)
+    if not any(w.get("recovery_hours_p50") is not None for w in weeks):
+        return _no_data(fig, "no recovery in the period")
+    for key, name, color in (("recovery_hours_p50", "median", "#4C78A8"), ("recovery_hours_p90", "90th percentile",
+                                                                             "#E45756")):
+        fig.add_trace(go.Scatter(x=labels, y=[w.get(key) for w in weeks], mode="lines+markers", name=name,
+                                 line=dict(color=color), connectgaps=False))
+    return fig
+
+
+def review_alerts_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: archived monitor runs per week and in how many each alert fired."""
+    fig = _figure("Monitor runs and alerts fired per week", barmode="group", xaxis_title="ISO week (UTC)",
+                  yaxis_title="monitor runs")
+    weeks, labels = _weeks(report)
+    if not any(_num(w.get("monitor_runs")) for w in weeks):
+        return _no_data(fig, "no monitor run in the runs archive for the period")
+    _bar(fig, labels, [_num(w.get("monitor_runs")) for w in weeks], "monitor runs", "#BAB0AC")
+    for name, color in (("data_loss_rate", "#E45756"), ("failure_rate", "#F58518"), ("user_needs_action", "#72B7B2")):
+        _bar(fig, labels, [_counts(w.get("alerts_fired")).get(name, 0.0) for w in weeks], f"{name} fired", color)
+    return fig
+
+
+def review_restored_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: rows restored per metric table by the archived recover runs of the period."""
+    fig = _figure("Rows restored per metric table (archived recover runs)", xaxis_title="metric table",
+                  yaxis_title="rows inserted")
+    counts = _counts(report.get("rows_restored_by_table"))
+    if not any(counts.values()):
+        return _no_data(fig, "no rows restored by an archived recover run")
+    _bar(fig, counts, counts.values(), "rows restored", "#54A24B")
+    return fig
+
+
+def review_failures_figure(report: Mapping[str, Any]) -> go.Figure:
+    """Review: failed recoveries per reason (category), and how many of those ingestions still fail."""
+    fig = _figure("Recovery failure reasons", barmode="group", xaxis_title="reason", yaxis_title="count")
+    reasons = _rows(report, "failure_reasons")
+    if not reasons:
+        return _no_data(fig, "no failed recovery in the period")
+    names = [str(r.get("category")) for r in reasons]
+    _bar(fig, names, [_num(r.get("failures")) for r in reasons], "failed recoveries", "#E45756")
+    _bar(fig, names, [_num(r.get("still_failing")) for r in reasons], "ingestions still failing", "#F58518")
+    return fig

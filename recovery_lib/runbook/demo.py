@@ -1,8 +1,8 @@
 """The whole runbook on a generated incident, checked against the generator's ground truth.
 
 What ``make demo`` runs: empty this project's tables, generate an incident with a known truth,
-execute monitor -> preview -> recover -> verify through the runner, then compare the headline
-figures with the truth.
+execute monitor -> preview -> recover -> verify through the runner, then the weekly review over
+what they left, and compare the headline figures with the truth.
 
     >>> result = run_demo(url, users=10, payloads=40, seed=42, runs_dir=Path("runs"), say=print)
     >>> result.ok
@@ -20,7 +20,7 @@ from typing import Any
 from recovery_lib import db, schema, simulate
 from recovery_lib.redact import mask_url
 from recovery_lib.runbook.execute import RunResult, run_notebook
-from recovery_lib.runbook.notebooks import RUNBOOK_ORDER
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS
 
 
 def _count(value: Any) -> int:
@@ -32,6 +32,7 @@ def _count(value: Any) -> int:
 def compare_with_truth(truth: dict[str, Any], reports: dict[str, dict[str, Any]]) -> list[tuple[str, Any, Any, bool]]:
     """(what, found, truth, equal) for the demo's headline numbers."""
     monitor, recover, verify = reports.get("monitor", {}), reports.get("recover", {}), reports.get("verify", {})
+    review = (reports.get("review") or {}).get("totals") or {}
     loss_ingestions = _count(truth.get("loss_ingestions"))
     missing_rows = int(truth.get("missing_rows_total") or 0)
     recoverable = int(truth.get("recoverable_missing_rows_total") or 0)
@@ -40,6 +41,8 @@ def compare_with_truth(truth: dict[str, Any], reports: dict[str, dict[str, Any]]
         ("rows missing (monitor)", monitor.get("missing_metrics_total"), missing_rows),
         ("rows recovered (recover)", recover.get("rows_inserted_total"), recoverable),
         ("rows missing after (verify)", verify.get("missing_metrics_total"), 0),
+        ("rows restored (review)", review.get("rows_restored"), recoverable),
+        ("rows still missing (review)", review.get("rows_still_missing"), 0),
     ]
     return [(what, found, expected, found == expected) for what, found, expected in checks]
 
@@ -66,7 +69,7 @@ def run_demo(
     say: Callable[[str], None] = print,
     on_result: Callable[[RunResult], None] | None = None,
 ) -> DemoResult:
-    """Reset the tables of ``url``, simulate an incident, run the four notebooks, compare with the truth.
+    """Reset the tables of ``url``, simulate an incident, run the runbook and the review, compare with the truth.
 
     ``say`` gets the progress lines; ``on_result`` each notebook's result as it finishes. Stops at
     the first notebook that fails (``result.failed`` names it).
@@ -81,7 +84,7 @@ def run_demo(
     incident = simulate.simulate(engine, users=users, payloads=payloads, seed=seed)
     result = DemoResult(truth=incident.to_dict())
     say(incident.summary_text())
-    for name in RUNBOOK_ORDER:
+    for name in ALL_NOTEBOOKS:  # the daily runbook, then the weekly review over what it left
         say(f"\n== {name} ==")
         run = run_notebook(name, {}, runs_dir=runs_dir, progress_bar=False)
         result.results[name] = run

@@ -81,7 +81,7 @@ def run_notebook(
 ) -> RunResult:
     """Execute one notebook into ``runs_dir`` and record it; see the module docstring.
 
-    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``) or a path to
+    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``) or a path to
     an ``.ipynb``. ``parameters`` may hold strings (converted to the declared types) or values.
     ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError` (nothing executed,
     nothing recorded) for an unknown notebook, an unknown parameter name or an invalid value.
@@ -92,7 +92,8 @@ def run_notebook(
     """
     path = notebook_path(notebook, notebooks_dir)
     name = path.stem
-    prepared = prepare_parameters(name, path, parameters)
+    # A notebook that reads the runs archive (review) reads the one this run is written into.
+    prepared = prepare_parameters(name, path, parameters, implied={"runs_dir": str(Path(runs_dir).resolve())})
     scrap_name = report_scrap or REPORT_SCRAPS.get(name)
     runs = private_dir(runs_dir)
     started = datetime.now(UTC)

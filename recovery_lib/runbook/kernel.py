@@ -28,16 +28,6 @@ from typing import Any
 
 from recovery_lib.redact import SecretFilter
 
-# The scrap each runbook notebook glues; the runner extracts it to <run>.json.
-REPORT_SCRAPS: dict[str, str] = {
-    "monitor": "monitoring_report",
-    "preview": "preview_report",
-    "recover": "recovery_report",
-    "verify": "verification_report",
-}
-RUNBOOK_ORDER: tuple[str, ...] = ("monitor", "preview", "recover", "verify")
-MIN_SECRET_LENGTH = 4  # shorter passwords are not scrubbed (see database_secrets)
-
 
 def setup_notebook(level: int = logging.INFO) -> None:
     """Configure a runbook kernel: archival plotly renderer, logging to stderr (password-scrubbed), pandas."""

@@ -1,7 +1,9 @@
 """The runbook's notebooks: their order, the report each glues, its options and its headline.
 
-    >>> RUNBOOK_ORDER
+    >>> RUNBOOK_ORDER                    # daily monitoring and incident response, in order
     ('monitor', 'preview', 'recover', 'verify')
+    >>> WEEKLY                           # the weekly review, over what the daily runs left
+    ('review',)
     >>> NOTEBOOKS["recover"].scrap
     'recovery_report'
     >>> options_for("recover", user_id=None, batch_size="200").batch_size
@@ -20,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recovery_lib.options import MonitorOptions, RecoveryOptions, VerifyOptions
+from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, VerifyOptions
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,14 @@ NOTEBOOKS: dict[str, RunbookNotebook] = {
         RunbookNotebook("preview", "preview_report", _preview, "recovery_lib.recovery.report"),
         RunbookNotebook("recover", "recovery_report", RecoveryOptions.validated, "recovery_lib.recovery.report"),
         RunbookNotebook("verify", "verification_report", VerifyOptions.validated, "recovery_lib.verification"),
+        RunbookNotebook("review", "review_report", ReviewOptions.validated, "recovery_lib.review.report"),
     )
 }
-RUNBOOK_ORDER: tuple[str, ...] = tuple(NOTEBOOKS)
+# The review reads the archive the daily runs leave (runs/ and recovery_log): it is no step of an
+# incident, so it is not in the daily order; the demo runs it last.
+RUNBOOK_ORDER: tuple[str, ...] = ("monitor", "preview", "recover", "verify")
+WEEKLY: tuple[str, ...] = ("review",)
+ALL_NOTEBOOKS: tuple[str, ...] = (*RUNBOOK_ORDER, *WEEKLY)
 REPORT_SCRAPS: dict[str, str] = {name: nb.scrap for name, nb in NOTEBOOKS.items()}
 
 

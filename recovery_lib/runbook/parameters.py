@@ -143,10 +143,16 @@ class PreparedParameters:
         return user if isinstance(user, str) else None
 
 
-def prepare_parameters(name: str, path: Path, given: Mapping[str, Any] | None) -> PreparedParameters:
-    """Convert, check names and validate; raise ParameterError before anything executes."""
+def prepare_parameters(
+    name: str, path: Path, given: Mapping[str, Any] | None, implied: Mapping[str, Any] | None = None
+) -> PreparedParameters:
+    """Convert, check names and validate; raise ParameterError before anything executes.
+
+    ``implied`` are values the runner knows (``runs_dir``: the folder it writes into), used for
+    parameters the notebook declares and the caller left out.
+    """
     declared = declared_parameters(path)
-    given = dict(given or {})
+    given = {**{k: v for k, v in (implied or {}).items() if k in declared}, **(given or {})}
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise ParameterError(

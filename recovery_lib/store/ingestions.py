@@ -7,6 +7,8 @@ bound as parameters, never formatted in.
 
     >>> rows = candidates(conn, statuses=["error"], user_id=None)
     >>> row = claim(conn, ingestion_id, claimable=["error"], with_checksum=True, lock=True)
+
+The weekly review's aggregates (per ISO week of ``created_at``, UTC) are at the end.
 """
 
 from __future__ import annotations
@@ -244,3 +246,37 @@ def trend_rows(conn: Connection, since: datetime, unit: str) -> list[Row[Any]]:
 def payload_sizes(conn: Connection, since: datetime, cap: int) -> list[int]:
     """Payload sizes of the window; a deterministic sample of ``cap`` when there are more."""
     return [int(size) for (size,) in run(conn, _SIZES_SQL, {"since": since, "cap": cap})]
+
+
+# --- the weekly review's aggregates -------------------------------------------------------------
+
+_WEEKLY_SQL = f"""
+SELECT date_trunc('week', created_at, 'UTC') AS week,
+       count(*) AS ingestions,
+       count(*) FILTER (WHERE {_STATUS} = 'pending') AS pending,
+       count(*) FILTER (WHERE {_STATUS} = 'processed') AS processed,
+       count(*) FILTER (WHERE {_STATUS} = 'partial_success') AS partial_success,
+       count(*) FILTER (WHERE {_STATUS} = 'error') AS error,
+       count(*) FILTER (WHERE {_STATUS} = 'recovered') AS recovered,
+       count(*) FILTER (WHERE {_STATUS} = 'recovery_failed') AS recovery_failed,
+       coalesce(sum(payload_size_bytes), 0) AS payload_bytes,
+       max(payload_size_bytes) AS largest_payload_bytes
+FROM raw_ingestions WHERE created_at >= %(since)s GROUP BY 1 ORDER BY 1
+"""
+
+_WEEKLY_ERRORS_SQL = """
+SELECT date_trunc('week', created_at, 'UTC') AS week, processing_errors, count(*) AS ingestions
+FROM raw_ingestions
+WHERE created_at >= %(since)s AND processing_errors IS NOT NULL AND jsonb_typeof(processing_errors) <> 'null'
+GROUP BY 1, 2
+"""
+
+
+def weekly_rows(conn: Connection, since: datetime) -> list[Row[Any]]:
+    """Per ISO week (UTC) of ``created_at`` since ``since``: ingestions, each status now, payload bytes."""
+    return run(conn, _WEEKLY_SQL, {"since": since}).all()
+
+
+def weekly_error_values(conn: Connection, since: datetime) -> list[Row[Any]]:
+    """``(week, processing_errors, ingestions)``: each distinct error value per ISO week of ``created_at``."""
+    return run(conn, _WEEKLY_ERRORS_SQL, {"since": since}).all()
