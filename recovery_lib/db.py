@@ -27,11 +27,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from recovery_lib import safe_json
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_ROOT / ".pgdata"
 
 _log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
+# Every jsonb value psycopg2 decodes for this process: json.loads would raise on valid jsonb
+# nested deeper than ~1,000 levels or holding an integer of more than 4,300 digits.
+safe_json.register()
 
 
 def embedded_url(pgdata: Path | str | None = None, *, cleanup_mode: str | None = "stop") -> str:

@@ -27,7 +27,6 @@ from recovery_lib.payload import parse_payload
 DEPTH = 3_000  # past Python's recursion limit, within what jsonb stores
 HUGE = "1" + "0" * 5_000  # what jsonb keeps of 1e5000: every digit
 T0 = datetime(2024, 2, 6, 8, 0, tzinfo=UTC)
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 14 item 1: valid jsonb stops a run (fixed next)")
 
 
 def deep(depth: int = DEPTH) -> str:

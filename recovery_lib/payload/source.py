@@ -17,12 +17,14 @@ psycopg2 returns ``jsonb``) are walked. Numbers read from text come out as ``int
 
 Two caveats the streaming needs:
 
-* **NaN / Infinity.** ijson (3.6, every backend) rejects these non-standard literals and has no
-  option to allow them (ICRAR/ijson#33), but the contract wants them as ``non_finite`` point
-  rejections. When ijson fails on text that contains ``NaN`` or ``Infinity`` bytes, the text is
-  parsed again with ``json.loads`` (which accepts them) and that object is walked, skipping the
-  items already yielded. Only then is the whole payload in memory; a file object must be seekable
-  for this (else the payload is ``not_json``). Duplicate JSON keys could make the two walks
+* **NaN / Infinity, and very long numbers.** ijson (3.6, every backend) rejects these
+  non-standard literals and has no option to allow them (ICRAR/ijson#33), but the contract wants
+  them as ``non_finite`` point rejections; it also fails on an integer longer than Python's
+  4,300-digit limit. When ijson fails on text that contains ``NaN`` or ``Infinity`` bytes, or on
+  such a number, the text is parsed again with :func:`recovery_lib.safe_json.loads` (which
+  accepts them, at any depth) and that object is walked, skipping the items already yielded.
+  Only then is the whole payload in memory; a file object must be seekable for this (else the
+  payload is ``not_json``, or ``number_out_of_range`` for the long number). Duplicate JSON keys could make the two walks
   disagree; the exporter does not write them.
 * **Key order.** A metric's ``name``/``units`` must be known before its points. The exporter
   writes them first, but ``jsonb::text`` sorts keys (``"data"`` before ``"name"``). Then the
@@ -35,7 +37,6 @@ Two caveats the streaming needs:
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
@@ -43,6 +44,7 @@ from typing import IO, Any
 
 import ijson
 
+from recovery_lib import safe_json
 from recovery_lib.errors import PayloadError, StructureError
 from recovery_lib.payload.events import Headers, Item, walk
 
@@ -209,13 +211,21 @@ def _stream(
             for _ in events:  # wrong shape, but is it JSON at all? not_json wins
                 pass
             raise PayloadError("invalid_structure", str(exc)) from None
-    except (ijson.JSONError, UnicodeDecodeError):
+    except (ijson.JSONError, ValueError, SystemError) as exc:
+        # ijson's C backend fails on an integer longer than Python converts (a ValueError, surfaced
+        # as SystemError); UnicodeDecodeError is a ValueError too, but means what a JSONError means.
+        too_long = not isinstance(exc, ijson.JSONError | UnicodeDecodeError)
         text = reread() if reread is not None else None
-        if text is None or (b"NaN" not in text and b"Infinity" not in text):
+        if text is None:
+            if too_long:
+                raise PayloadError("number_out_of_range", "a number has more digits than a stream can be read "
+                                   "with; give the payload as text or a seekable file") from None
+            raise PayloadError(*not_json) from None
+        if not too_long and b"NaN" not in text and b"Infinity" not in text:
             raise PayloadError(*not_json) from None
         try:
-            decoded = json.loads(text)
-        except (ValueError, RecursionError):
+            decoded = safe_json.loads(text)
+        except ValueError:
             raise PayloadError(*not_json) from None
         for number, item in enumerate(iter_object_items(decoded)):
             if number >= yielded:

@@ -65,7 +65,7 @@ def number(value: object, field: str) -> float:
     ("72"): the exporter writes numbers as numbers, so a string means something upstream is
     wrong and guessing would hide it. Bools are ``non_numeric`` although Python treats them as
     ints. NaN and infinities (floats, ``Decimal``) are ``non_finite``; an integer too large for a
-    float is ``out_of_range``.
+    float (also one decoded as a ``Decimal`` for its length) is ``out_of_range``.
     """
     kind = type(value)
     if kind is float:
@@ -81,13 +81,15 @@ def number(value: object, field: str) -> float:
         raise Reject("missing_value", field)
     if isinstance(value, bool):
         raise Reject("non_numeric", field)
-    if isinstance(value, Decimal | int | float):  # Decimal from ijson, subclasses of int/float
+    if isinstance(value, Decimal | int | float):  # Decimal from ijson and safe_json, subclasses of int/float
         try:
             result = float(value)
         except OverflowError:
             raise Reject("out_of_range", field) from None
         if not math.isfinite(result):
-            raise Reject("non_finite", field)
+            # A finite Decimal beyond any float (an integer of 5,000 digits) is out of range, like 10**400.
+            finite = value.is_finite() if isinstance(value, Decimal) else False
+            raise Reject("out_of_range" if finite else "non_finite", field)
         return result
     raise Reject("non_numeric", field)
 
