@@ -169,3 +169,47 @@ def test_the_text_parser_reads_deep_nesting_and_huge_numbers_like_the_database_p
     assert dict(parsed.parser.rejection_counts) == {"out_of_range": 1, "non_numeric": 1}
     again = parse_payload(text.replace(f'"Avg": {HUGE}', '"Avg": NaN'), now=T0)  # the NaN fallback path
     assert dict(again.parser.rejection_counts) == {"non_finite": 1, "non_numeric": 1}
+
+
+# --- derived values obey the value rules -----------------------------------------------------------
+
+
+def sleep(*points: dict) -> dict:
+    return {"data": {"metrics": [{"name": "sleep_analysis", "units": "hr", "data": list(points)}]}}
+
+
+def night(**fields: object) -> dict:
+    return {"sleepStart": "2024-02-05 23:00:00 +0000", "sleepEnd": "2024-02-06 07:00:00 +0000", **fields}
+
+
+@pytest.mark.parametrize(("fields", "efficiency"), [
+    ({"totalSleep": 7.5, "inBed": 1e-320}, None),  # 100 x 450 / 6e-319 minutes: infinite
+    ({"totalSleep": 7.5, "inBed": 0.5}, None),  # 1500 %
+    ({"totalSleep": 7.5, "inBed": 8.0}, 93.75),
+    ({"totalSleep": 8.0, "inBed": 8.0}, 100.0),
+])
+@pytest.mark.xfail(strict=False, reason="issue 14: item 7, derived values (fixed next)")
+def test_aggregated_sleep_efficiency_obeys_the_finite_and_range_rules(fields, efficiency):
+    parsed = parse_payload(sleep(night(**fields)), now=T0)
+    rows = list(parsed.rows["sleep_metrics"].values())
+    if efficiency is None:
+        assert rows == [] and [r.to_dict() for r in parsed.parser.rejections] == [
+            {"category": "out_of_range", "metric": "sleep_analysis", "index": 0, "field": "inBed"}]
+    else:
+        assert [r["efficiency"] for r in rows] == [pytest.approx(efficiency)]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: item 7, derived values (fixed next)")
+def test_a_sleep_session_whose_derived_values_break_the_rules_is_rejected_segment_by_segment():
+    # Two overlapping Core segments: 600 minutes asleep in a 300-minute session, 200 % efficiency.
+    overlapping = [{"startDate": "2024-02-05 23:00:00 +0000", "endDate": "2024-02-06 04:00:00 +0000", "value": v}
+                   for v in ("Core", "Deep")]
+    ordinary = [{"startDate": "2024-02-06 22:00:00 +0000", "endDate": "2024-02-07 02:00:00 +0000", "value": "Core"},
+                {"startDate": "2024-02-07 02:00:00 +0000", "endDate": "2024-02-07 04:00:00 +0000", "value": "Awake"}]
+    parsed = parse_payload(sleep(*overlapping, *ordinary), now=T0 + timedelta(days=3))
+
+    [(start, row)] = parsed.rows["sleep_metrics"].items()
+    assert start.isoformat() == "2024-02-06T22:00:00+00:00" and row["efficiency"] == pytest.approx(200 / 3)
+    assert [(r.category, r.index, r.field) for r in parsed.parser.rejections] == [
+        ("out_of_range", 0, "efficiency"), ("out_of_range", 1, "efficiency")]
+    assert parsed.parser.points_seen == parsed.parser.points_used + parsed.parser.points_rejected

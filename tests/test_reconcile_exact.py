@@ -193,3 +193,23 @@ def _payload_size(engine: Engine, ingestion: str) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT payload_size_bytes FROM raw_ingestions WHERE id = :i"),
                             {"i": ingestion}).scalar_one()
+
+
+# --- discovery's order -----------------------------------------------------------------------------
+
+
+def test_discovery_orders_a_null_created_at_like_its_sql_order_by(engine):
+    user = add_user(engine)
+    dated_error = add_ingestion(engine, user, hr_payload(T0, 3), created_at=T0)
+    undated_error = add_ingestion(engine, user, hr_payload(T0 + timedelta(hours=1), 3))
+    undated_lost = add_ingestion(engine, user, hr_payload(T0 + timedelta(hours=2), 3), status="processed")
+    dated_lost = add_ingestion(engine, user, hr_payload(T0 + timedelta(hours=3), 3), status="processed",
+                               created_at=T0 + timedelta(minutes=1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE raw_ingestions SET created_at = NULL WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                     {"ids": [undated_error, undated_lost]})
+        in_sql_order = conn.execute(sa.text("SELECT id::text FROM raw_ingestions ORDER BY created_at, id")).scalars()
+        in_sql_order = list(in_sql_order)
+    assert set(in_sql_order[-2:]) == {undated_error, undated_lost}  # ascending order puts NULLs last
+    assert [c for c in in_sql_order if c in (dated_error, dated_lost)] == [dated_error, dated_lost]
+    assert list(candidates(engine)) == in_sql_order
