@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 from helpers import add_ingestion, add_user, fingerprint, statuses
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from recovery_lib import reconcile
 from recovery_lib.simulate import simulate
@@ -367,7 +368,6 @@ def test_documented_grants_are_the_tested_grants():
 # --- every form libpq takes a password in ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: item 6 (fixed next)")
 def test_every_form_of_a_password_libpq_accepts_is_masked_and_scrubbed(monkeypatch):
     from recovery_lib.redact import database_secrets, mask_url
 
@@ -390,7 +390,6 @@ def test_every_form_of_a_password_libpq_accepts_is_masked_and_scrubbed(monkeypat
     assert secret in database_secrets("postgresql://app@db/health")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: item 6 (fixed next)")
 @pytest.mark.slow
 def test_a_password_given_as_a_url_query_parameter_appears_in_no_output_report_or_notebook(engine, tmp_path):
     secret = f"Qp-{secrets.token_hex(10)}"
