@@ -154,17 +154,27 @@ recovery_log = sa.Table(
     sa.Index("ix_recovery_log_ingestion", "ingestion_id"),
 )
 
-# The deep check caches each payload's expected natural keys, keyed by the payload hash the API
-# stored and the parser version, so unchanged payloads are not parsed again on the next run.
+# The deep check caches each payload's expected natural keys, keyed by the SHA-256 the server
+# computes from the stored value (checksums.PAYLOAD_SHA256_SQL; never the API's payload_hash,
+# which nothing guarantees) and the parser version, so unchanged payloads are not parsed again on
+# the next run. filled_columns, one per key: which of the table's checked columns the payload
+# fills there, a '0'/'1' string in MetricTable.checked order (values count, not only rows).
 reconciliation_cache = sa.Table(
     "reconciliation_cache",
     metadata,
-    sa.Column("payload_hash", sa.String(64), primary_key=True),
+    sa.Column("payload_sha256", sa.String(64), primary_key=True),
     sa.Column("parser_version", sa.Integer, primary_key=True),
     sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("expected_keys", sa.ARRAY(sa.DateTime(timezone=True)), nullable=False),
+    sa.Column("filled_columns", sa.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("rejected_points", sa.Integer, nullable=False, server_default="0"),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
+# What init_db changes in a reconciliation_cache created by an earlier version (its grants stay).
+_CACHE_MIGRATIONS = (
+    ("payload_hash", "ALTER TABLE reconciliation_cache RENAME COLUMN payload_hash TO payload_sha256"),
+    ("filled_columns", "ALTER TABLE reconciliation_cache ADD COLUMN IF NOT EXISTS filled_columns text[] "
+                       "NOT NULL DEFAULT '{}'"),
 )
 
 
@@ -183,6 +193,15 @@ class MetricTable:
     @property
     def columns(self) -> tuple[str, ...]:
         return ("user_id", self.key, *self.values)
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The columns reconciliation compares: every value but ``source_device``.
+
+        The source is filled only together with a value (store.metric_rows.update_clause), so a
+        NULL source beside values that are all present is nothing a recovery could fill.
+        """
+        return tuple(c for c in self.values if c != "source_device")
 
 
 def _metric(table: sa.Table, key: str) -> MetricTable:
@@ -211,6 +230,11 @@ def init_db(engine: Engine) -> list[str]:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
         existing = set(sa.inspect(conn).get_table_names())
+        if reconciliation_cache.name in existing:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns(reconciliation_cache.name)}
+            for column, statement in _CACHE_MIGRATIONS:
+                if column in columns or column == "filled_columns":
+                    conn.exec_driver_sql(statement)
         metadata.create_all(conn, checkfirst=True)
     return [name for name in metadata.tables if name not in existing]
 

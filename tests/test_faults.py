@@ -690,6 +690,8 @@ def test_dry_run_failing_on_a_privilege_revoked_mid_run_changes_no_table(engine,
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP OWNED BY {role}"))
             conn.execute(sa.text(f"DROP ROLE {role}"))
+
+
 # --- one user's order when a concurrent run dies ----------------------------------------------------
 
 
@@ -709,7 +711,6 @@ def steps_at_one_instant(engine: Engine) -> tuple[str, str, str]:
     return user, older, newer
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: items 5 and 8, and the fault suite's restart and statement_timeout (fixed next)")
 def test_a_run_that_skipped_a_users_older_ingestion_leaves_the_newer_ones_even_when_the_holder_dies(engine, admin):
     user, older, newer = steps_at_one_instant(engine)
     # "Run A": a session holding the user's lock, as a worker of another run does.
@@ -800,7 +801,6 @@ class CommitCutter:
         self.listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: items 5 and 8, and the fault suite's restart and statement_timeout (fixed next)")
 def test_a_connection_lost_during_commit_is_reported_as_what_the_database_committed(engine, admin):
     ids = blocked_incident(engine)
     host = engine.url.query.get("host")
@@ -825,7 +825,6 @@ def test_a_connection_lost_during_commit_is_reported_as_what_the_database_commit
 # --- statement_timeout ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: items 5 and 8, and the fault suite's restart and statement_timeout (fixed next)")
 @pytest.mark.slow
 def test_statement_timeout_on_the_largest_payload_is_a_named_failure_and_the_rest_recovers(engine, admin, tmp_path):
     ids = blocked_incident(engine)  # "both" is the largest payload
@@ -894,7 +893,6 @@ def restart(server: Any) -> None:
         assert done.returncode == 0, f"pg_ctl restart failed: {out.read()}\n{server.log.read_text()[-2000:]}"
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14: items 5 and 8, and the fault suite's restart and statement_timeout (fixed next)")
 @pytest.mark.slow
 def test_server_restarted_mid_run_the_run_stops_cleanly_or_carries_on_and_a_rerun_equals_a_clean_run(
     own_server, tmp_path

@@ -188,7 +188,6 @@ def night(**fields: object) -> dict:
     ({"totalSleep": 7.5, "inBed": 8.0}, 93.75),
     ({"totalSleep": 8.0, "inBed": 8.0}, 100.0),
 ])
-@pytest.mark.xfail(strict=False, reason="issue 14: item 7, derived values (fixed next)")
 def test_aggregated_sleep_efficiency_obeys_the_finite_and_range_rules(fields, efficiency):
     parsed = parse_payload(sleep(night(**fields)), now=T0)
     rows = list(parsed.rows["sleep_metrics"].values())
@@ -199,7 +198,6 @@ def test_aggregated_sleep_efficiency_obeys_the_finite_and_range_rules(fields, ef
         assert [r["efficiency"] for r in rows] == [pytest.approx(efficiency)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: item 7, derived values (fixed next)")
 def test_a_sleep_session_whose_derived_values_break_the_rules_is_rejected_segment_by_segment():
     # Two overlapping Core segments: 600 minutes asleep in a 300-minute session, 200 % efficiency.
     overlapping = [{"startDate": "2024-02-05 23:00:00 +0000", "endDate": "2024-02-06 04:00:00 +0000", "value": v}

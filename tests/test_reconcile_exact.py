@@ -25,8 +25,6 @@ from recovery_lib.schema import METRIC_TABLES
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(days=3)
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 14 items 2-4: the cache trusts payload_hash and the clock; "
-                               "values are not compared (fixed next)")
 
 
 def store_rows(engine: Engine, user_id: str, payload: dict, *, only: dict[str, set[str]] | None = None) -> None:

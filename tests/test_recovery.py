@@ -74,12 +74,13 @@ def test_data_loss_monitoring(engine):
     user = add_user(engine)
     complete = add_ingestion(engine, user, hr_payload(T0, 30), status="processed")
     lossy = add_ingestion(engine, user, hr_payload(T0 + timedelta(hours=5), 30), status="processed")
-    # The complete payload's rows exist; the lossy one kept 10 of its 30 rows.
+    # The complete payload's rows exist (every value it has); the lossy one kept 10 of its 30 rows.
     with engine.begin() as conn:
         for start, n in ((T0, 30), (T0 + timedelta(hours=5), 10)):
             conn.execute(
-                sa.text("INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate) "
-                        "SELECT :u, :t + make_interval(mins => g), 70 FROM generate_series(0, :n - 1) g"),
+                sa.text("INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate, heart_rate_min, "
+                        "heart_rate_max) SELECT :u, :t + make_interval(mins => g), 70, 55, 90 "
+                        "FROM generate_series(0, :n - 1) g"),
                 {"u": user, "t": start, "n": n},
             )
     # Counting the user's rows (the original check) sees 40 rows >= 30: no loss. Per ingestion finds it.
@@ -247,7 +248,6 @@ def test_report_file_is_written_with_a_utc_timestamped_name(engine, tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: item 8, source_device (fixed next)")
 @pytest.mark.parametrize("method", ["sql", "copy", "insert"])
 def test_a_filled_null_takes_its_source_from_a_value_that_won(engine, method):
     # Stored by the API: steps at k and a heart rate Avg at j, both without a source.

@@ -83,7 +83,9 @@ __all__ = [
     "parse_payload",
 ]
 
-PARSER_VERSION: int = 1  # bump when the mapping changes: the reconciliation cache is keyed on it
+# Bump when the mapping (or what the reconciliation cache records) changes: the cache is keyed on it.
+# 2: the cache is keyed on the stored value's SHA-256 and records the columns filled per key.
+PARSER_VERSION: int = 2
 
 WORKOUTS = "workouts"
 UNNAMED = "<unnamed>"
@@ -247,6 +249,10 @@ class PayloadParser:
         if not segments:
             return
         for group, values in sessions(segments):
+            if isinstance(values, Reject):
+                for segment in group:
+                    self._reject(values.category, name, segment.index, values.field)
+                continue
             start = group[0].start
             stamp = (start - EPOCH) // _ONE_US
             if self.track_duplicates and stamp in seen:

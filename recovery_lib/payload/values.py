@@ -41,6 +41,7 @@ DIASTOLIC = (20.0, 200.0)
 PULSE = (20.0, 300.0)
 ACTIVITY = (0.0, 1e7)
 MINUTES = (0.0, 1440.0)
+EFFICIENCY = (0.0, 100.0)  # a derived percentage (sleep): the same rules as a given value
 WORKOUT_ENERGY = (0.0, 20000.0)
 WORKOUT_DISTANCE = (0.0, 1e6)
 

@@ -21,3 +21,12 @@ def log_outcome(conn: Connection, *, run_id: str, worker: str | None, ingestion_
         "VALUES (%(run)s, %(worker)s, %(id)s, %(outcome)s, %(rows)s)",
         {"run": run_id, "worker": worker, "id": ingestion_id, "outcome": outcome, "rows": rows},
     )
+
+
+def outcome_of(conn: Connection, *, run_id: str, ingestion_id: str) -> str | None:
+    """The outcome ``run_id`` logged for ``ingestion_id``; None when it has not (or its transaction did not commit)."""
+    return run(
+        conn,
+        "SELECT outcome FROM recovery_log WHERE run_id = %(run)s AND ingestion_id = %(id)s ORDER BY id DESC LIMIT 1",
+        {"run": run_id, "id": ingestion_id},
+    ).scalar()
