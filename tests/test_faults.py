@@ -857,13 +857,19 @@ def test_statement_timeout_on_the_largest_payload_is_a_named_failure_and_the_res
 
 
 @pytest.fixture()
-def own_server(tmp_path: Path) -> Iterator[tuple[Engine, Any]]:
-    """A server of this test alone (restarting the session's would break every other test's sessions)."""
+def own_server() -> Iterator[tuple[Engine, Any]]:
+    """A server of this test alone (restarting the session's would break every other test's sessions).
+
+    In a folder of its own, like the session's server (conftest.py), not under pytest's tmp_path.
+    """
+    import shutil
+    import tempfile
     import warnings
 
     from recovery_lib import db
 
-    folder = tmp_path / "pg"
+    parent = tempfile.mkdtemp(prefix="recovery-restart-pg-")
+    folder = Path(parent) / "data"
     url = db.embedded_url(folder, cleanup_mode="delete")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -878,6 +884,7 @@ def own_server(tmp_path: Path) -> Iterator[tuple[Engine, Any]]:
     finally:
         eng.dispose()
         server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def restart(server: Any) -> None:
