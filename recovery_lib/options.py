@@ -51,6 +51,7 @@ class RecoveryOptions:
     dry_run: bool = False  # compute everything, write nothing
     include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
     insert_method: str = "sql"  # sql | copy | insert
+    worker: str | None = None  # this run's label among several at once (run name, recovery_log, report)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
 
     #: Parameters an environment variable can set when the caller leaves them None.
@@ -105,6 +106,7 @@ class RecoveryOptions:
                 name="include_silent_loss",
             ),
             insert_method=insert_method,
+            worker=p.validate_worker(values.get("worker")),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
         )
 
@@ -114,7 +116,7 @@ class RecoveryOptions:
             "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
             "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
             "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
-            "batch_config": self.batch_config.to_dict(),
+            "worker": self.worker, "batch_config": self.batch_config.to_dict(),
         }
 
 

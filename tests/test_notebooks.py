@@ -155,7 +155,7 @@ def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
             before = fingerprint(engine)
             results["preview"] = runner.run_notebook("preview", {}, runs_dir=runs)
             after = fingerprint(engine)
-            results["recover"] = runner.run_notebook("recover", {}, runs_dir=runs)
+            results["recover"] = runner.run_notebook("recover", {"worker": "w7"}, runs_dir=runs)
             results["verify"] = runner.run_notebook("verify", {"since": "24h"}, runs_dir=runs)
         yield Runbook(truth, results, before, after, runs, password)
     finally:
@@ -211,13 +211,23 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     for name in RUNBOOK_ORDER:
         result = runbook.results[name]
-        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}(-\d+)?", result.notebook.stem)
+        label = "_w7" if name == "recover" else ""  # the recover run was given -p worker w7
+        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}{label}(-\d+)?", result.notebook.stem)
         scraps = sb.read_notebook(str(result.notebook)).scraps
         assert json.loads(result.report_path.read_text()) == scraps[REPORT_SCRAPS[name]].data == result.report
     assert audit.verify_index(runbook.runs / "index.jsonl") == []
     records = audit.read_index(runbook.runs / "index.jsonl")
     assert [r["notebook"] for r in records] == list(RUNBOOK_ORDER)
     assert all(r["outcome"] == "ok" for r in records)
+
+
+def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook, database_url: str) -> None:
+    recover = runbook.results["recover"]
+    assert recover.notebook.stem.endswith("_recover_w7")
+    assert recover.report["parameters"]["worker"] == "w7"
+    with db.get_engine(database_url).connect() as conn:
+        workers = conn.execute(sa.text("SELECT DISTINCT worker FROM recovery_log")).scalars().all()
+    assert workers and all(w.startswith("w7@") for w in workers), workers
 
 
 def test_charts_survive_archiving(runbook: Runbook) -> None:
