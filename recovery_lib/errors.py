@@ -9,6 +9,8 @@ What a caller may catch and what it means:
 * :class:`RecoveryAborted`: the run stopped early (the database stayed unreachable); it carries
   the report of what was done.
 * :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
+* :class:`StepFailed`: one step of a scheduled fan-out failed (the scheduler retries or stops);
+  it carries the step's summary.
 * :class:`KernelSetupError`: the notebook kernel's socket folder is unusable (someone else's,
   or too deep for a unix socket path); the message names ``RECOVERY_KERNEL_DIR``.
 
@@ -83,3 +85,11 @@ class IncidentExistsError(RuntimeError):
 
 class KernelSetupError(RuntimeError):
     """The folder for the kernel's unix sockets cannot be used; nothing was executed."""
+
+
+class StepFailed(RuntimeError):
+    """A scheduled step's notebook failed, or verify found rows missing; ``summary`` says what ran."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary

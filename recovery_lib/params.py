@@ -122,6 +122,14 @@ def validate_max_concurrent_jobs(value: Any, *, name: str = "max_concurrent_jobs
     return _whole_number(value, name, 1, MAX_CONCURRENT_JOBS)
 
 
+MAX_FANOUT_WORKERS = 64
+
+
+def validate_workers(value: Any, *, name: str = "workers") -> int:
+    """Recover notebooks run at once by a scheduler, on one host or many: 1 to 64."""
+    return _whole_number(value, name, 1, MAX_FANOUT_WORKERS)
+
+
 def validate_hours(value: Any, *, name: str = "hours") -> int:
     """A monitoring window in whole hours: 1 to 8784 (a leap year)."""
     return _whole_number(value, name, 1, MAX_HOURS)
