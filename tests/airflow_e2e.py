@@ -15,7 +15,9 @@ everything it needs in a short temporary folder and stops it by pid at the end, 
    socket is left behind.
 
 ``--keep`` leaves the folder (logs, archive, both data folders) for inspection; ``--result FILE``
-writes the checks as JSON. Exit 0 when every check holds.
+writes the checks as JSON. Exit 0 when every check holds. ``make bench`` (benchmark 6) reuses it
+on its own incident: ``--data-url URL --workers N --threads T --expect-rows R`` (no generation;
+the rows inserted must equal R).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ WORKERS = 3
 # About 50 candidate ingestions of 40 users: one worker thread needs several seconds for them, so
 # the other workers, started a moment later, still find users nobody holds yet.
 INCIDENT = {"users": 40, "payloads": 160, "seed": 16, "large_points": 3000}
-CONF = {"workers": WORKERS, "max_concurrent_jobs": 1, "since": "30d", "hours": 24 * 30}
+CONF = {"max_concurrent_jobs": 1, "since": "30d", "hours": 24 * 30}
 T0 = time.monotonic()
 
 
@@ -133,7 +135,7 @@ def generate(data_url: str, box: dict[str, Any]) -> None:
 
 
 def check(meta_url: str, data_url: str, archive: Path, kernel_dir: Path, dag_log: Path,
-          truth: dict[str, Any]) -> dict[str, Any]:
+          expected_rows: int, workers_wanted: int) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from recovery_lib.runbook import audit
@@ -148,10 +150,14 @@ def check(meta_url: str, data_url: str, archive: Path, kernel_dir: Path, dag_log
     facts["dag_run"] = run.state
     facts["tasks"] = {f"{t.task_id}[{t.map_index}]" if t.map_index >= 0 else t.task_id: t.state for t in tis}
     workers = [t for t in tis if t.task_id == "recover"]
-    facts["worker_spans"] = [
-        [t.start_date.isoformat(), t.end_date.isoformat()] for t in workers if t.start_date and t.end_date
-    ]
-    with sa.create_engine(data_url).connect() as conn:
+    spans = [(t.start_date, t.end_date) for t in workers if t.start_date and t.end_date]
+    facts["worker_spans"] = [[a.isoformat(), b.isoformat()] for a, b in spans]
+    facts["fan_out_seconds"] = (
+        round((max(b for _, b in spans) - min(a for a, _ in spans)).total_seconds(), 1) if spans else None
+    )
+    from recovery_lib import db
+
+    with db.get_engine(data_url).connect() as conn:  # (picks the psycopg2 driver for a bare postgresql:// URL)
         logged = conn.execute(sa.text(
             "SELECT count(*) AS rows, count(DISTINCT ingestion_id) AS ingestions FROM recovery_log")).one()
         facts["recovery_log_rows"], facts["recovery_log_ingestions"] = logged.rows, logged.ingestions
@@ -183,8 +189,8 @@ def check(meta_url: str, data_url: str, archive: Path, kernel_dir: Path, dag_log
     problems = []
     if run.state != "success" or any(t.state != "success" for t in tis):
         problems.append(f"not everything succeeded: dag run {run.state}, tasks {facts['tasks']}")
-    if len(workers) != WORKERS:
-        problems.append(f"{len(workers)} recover tasks, expected {WORKERS}")
+    if len(workers) != workers_wanted:
+        problems.append(f"{len(workers)} recover tasks, expected {workers_wanted}")
     if facts["ingestions_logged_twice"]:
         problems.append(f"{facts['ingestions_logged_twice']} ingestions were processed more than once")
     if facts["recovery_log_ingestions"] != facts["candidates"] or not facts["candidates"]:
@@ -193,18 +199,17 @@ def check(meta_url: str, data_url: str, archive: Path, kernel_dir: Path, dag_log
     if facts["still_to_recover"] or facts["outcomes_without_log"]:
         problems.append(f"{facts['still_to_recover']} ingestions left unrecovered, {facts['outcomes_without_log']} "
                         "changed without a recovery_log line")
-    if len(facts["work_per_worker"]) < 2:
+    if workers_wanted > 1 and len(facts["work_per_worker"]) < 2:
         problems.append(f"only one worker did any work: {facts['work_per_worker']}")
-    if facts["rows_inserted"] != truth["recoverable_missing_rows_total"]:
-        problems.append(f"{facts['rows_inserted']} rows inserted, the incident had "
-                        f"{truth['recoverable_missing_rows_total']} recoverable")
+    if facts["rows_inserted"] != expected_rows:
+        problems.append(f"{facts['rows_inserted']} rows inserted, the incident had {expected_rows} recoverable")
     if facts["verify_missing"] != 0:
         problems.append(f"verify reports {facts['verify_missing']} rows missing")
     if facts["audit_problems"]:
         problems.append(f"audit chain: {facts['audit_problems']}")
-    if len(facts["worker_notebooks"]) != WORKERS or not all(
+    if len(facts["worker_notebooks"]) != workers_wanted or not all(
         any(name.endswith(f"_recover_w{i}.ipynb") or f"_recover_w{i}-" in name for name in facts["worker_notebooks"])
-        for i in range(WORKERS)
+        for i in range(workers_wanted)
     ):
         problems.append(f"the archive lacks a worker's notebook: {facts['worker_notebooks']}")
     if facts["tcp_kernel_warnings"]:
@@ -219,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--result", type=Path, help="write the checks here as JSON")
+    parser.add_argument("--workers", type=int, default=WORKERS, help=f"recover workers (default {WORKERS})")
+    parser.add_argument("--threads", type=int, default=1, help="max_concurrent_jobs of each worker (default 1)")
+    parser.add_argument("--data-url", help="recover this database instead of a generated incident")
+    parser.add_argument("--expect-rows", type=int, help="with --data-url: the rows the recovery must insert")
     args = parser.parse_args(argv)
+    if args.data_url and args.expect_rows is None:
+        parser.error("--data-url needs --expect-rows")
+    conf = {**CONF, "workers": args.workers, "max_concurrent_jobs": args.threads}
     # Short on purpose: PostgreSQL's and the kernels' unix sockets live under it (107 bytes at most).
     work = Path(tempfile.mkdtemp(prefix="rae2e-", dir="/tmp"))
     pids: dict[str, int | None] = {"api-server": None, "metadata postgres": None, "data postgres": None}
@@ -227,11 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"work folder {work}")
         pids["metadata postgres"], meta_url = start_postgres(work / "meta", "airflow")
-        pids["data postgres"], data_url = start_postgres(work / "data")
-        say(f"postgres for metadata (pid {pids['metadata postgres']}) and for data (pid {pids['data postgres']})")
         box: dict[str, Any] = {}
+        if args.data_url:
+            data_url = args.data_url
+            box["truth"] = {"recoverable_missing_rows_total": args.expect_rows}
+        else:
+            pids["data postgres"], data_url = start_postgres(work / "data")
+        say(f"postgres for metadata (pid {pids['metadata postgres']}) and for data (pid {pids['data postgres']})")
         generator = threading.Thread(target=generate, args=(data_url, box), daemon=True)
-        generator.start()
+        if not args.data_url:
+            generator.start()
 
         port = free_port()
         archive_root, kernel_dir = work / "runs", work / "k"
@@ -245,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": str(WORKERS + 1),
+            "AIRFLOW__CORE__PARALLELISM": str(args.workers + 1),
             "DATABASE_URL": data_url,
             "RECOVERY_PROJECT_ROOT": str(ROOT),
             "RECOVERY_RUNS_DIR": str(archive_root),
@@ -262,22 +279,23 @@ def main(argv: list[str] | None = None) -> int:
                                     "-H", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
         pids["api-server"] = api.pid
-        airflow(["pools", "set", POOL, str(WORKERS), "recovery notebooks at once"], env, work / "pools.log", 300)
+        airflow(["pools", "set", POOL, str(args.workers), "recovery notebooks at once"], env, work / "pools.log", 300)
         wait_healthy(f"http://127.0.0.1:{port}/execution/health", api, api_log)
         say(f"api-server healthy on 127.0.0.1:{port} (pid {api.pid})")
-        generator.join()
+        if not args.data_url:
+            generator.join()
         if "error" in box:
             raise box["error"]
         truth = box["truth"]
-        say(f"incident: {len(truth['ingestions'])} ingestions of {len(truth['users'])} users, "
+        say(f"incident: {len(truth.get('ingestions', ()))} ingestions of {len(truth.get('users', ()))} users, "
             f"{truth['recoverable_missing_rows_total']} recoverable rows missing")
 
         dag_log = work / "dags-test.log"
-        say(f"airflow dags test {DAG_ID} --use-executor -c '{json.dumps(CONF)}'")
+        say(f"airflow dags test {DAG_ID} --use-executor -c '{json.dumps(conf)}'")
         started = time.monotonic()
         with dag_log.open("w") as out:
             done = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "--use-executor",
-                                   "-c", json.dumps(CONF)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   "-c", json.dumps(conf)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                   timeout=1200)
         seconds = time.monotonic() - started
         say(f"dags test finished in {seconds:.0f} s (exit {done.returncode})")
@@ -285,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(runs) != 1:
             print(dag_log.read_text(errors="replace")[-8000:])
             raise SystemExit(f"expected one run archive under {archive_root / 'fanout'}, found {runs}")
-        facts = check(meta_url, data_url, runs[0], kernel_dir, dag_log, truth)
+        facts = check(meta_url, data_url, runs[0], kernel_dir, dag_log, truth["recoverable_missing_rows_total"],
+                      args.workers)
         facts["dags_test_seconds"] = round(seconds, 1)
         facts["archive"] = str(runs[0])
         for key, value in facts.items():
