@@ -15,8 +15,10 @@ from typing import Any
 
 import nbformat
 import pytest
+import sqlalchemy as sa
 from helpers import Runbook, fingerprint
 
+from recovery_lib import db
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
@@ -186,13 +188,23 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     for name in ALL_NOTEBOOKS:
         result = runbook.results[name]
-        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}(-\d+)?", result.notebook.stem)
+        label = "_w7" if name == "recover" else ""  # the recover run was given -p worker w7
+        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}{label}(-\d+)?", result.notebook.stem)
         scraps = sb.read_notebook(str(result.notebook)).scraps
         assert json.loads(result.report_path.read_text()) == scraps[REPORT_SCRAPS[name]].data == result.report
     assert audit.verify_index(runbook.runs / "index.jsonl") == []
     records = audit.read_index(runbook.runs / "index.jsonl")
     assert [r["notebook"] for r in records] == list(ALL_NOTEBOOKS)
     assert all(r["outcome"] == "ok" for r in records)
+
+
+def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook, database_url: str) -> None:
+    recover = runbook.results["recover"]
+    assert recover.notebook.stem.endswith("_recover_w7")
+    assert recover.report["parameters"]["worker"] == "w7"
+    with db.get_engine(database_url).connect() as conn:
+        workers = conn.execute(sa.text("SELECT DISTINCT worker FROM recovery_log")).scalars().all()
+    assert workers and all(w.startswith("w7@") for w in workers), workers
 
 
 def test_charts_survive_archiving(runbook: Runbook) -> None:
