@@ -114,7 +114,8 @@ def _sleep(rows: Rows, metric: dict[str, Any]) -> None:
             duration = sum(minutes.get(name, 0.0) for name in _SLEEP_PARTS)
         values["duration_minutes"] = duration
         if minutes.get("inBed", 0.0) > 0:
-            values["efficiency"] = 100.0 * duration / minutes["inBed"]
+            # Stages rounded by the app may add up a hair over inBed: such a night is 100 %.
+            values["efficiency"] = min(100.0, 100.0 * duration / minutes["inBed"])
         source = next((pt[k] for k in ("source", "sleepSource", "inBedSource") if isinstance(pt.get(k), str)), None)
         values["source_device"] = source
         put(rows, "sleep_metrics", read(pt.get("sleepStart") or pt["date"]), values)
