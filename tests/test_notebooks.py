@@ -22,6 +22,7 @@ from recovery_lib import db
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
+from recovery_lib.runbook.demo import compare_with_truth
 from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, REPORT_SCRAPS, RUNBOOK_ORDER
 from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
 
@@ -160,6 +161,25 @@ def test_verification_finds_nothing_missing(runbook: Runbook) -> None:
     corrupt = runbook.truth["outcome_counts"].get("corrupt", 0)
     assert len(verify["recovery_failed"]) == corrupt
     assert all(item["reasons"] for item in verify["recovery_failed"])
+
+
+def test_the_demo_finds_every_headline_number_of_the_truth(runbook: Runbook) -> None:
+    """What `make demo` prints: rows, and every recovered payload accounted for, its unknown names too."""
+    checks = compare_with_truth(runbook.truth, {name: runbook.report(name) for name in ALL_NOTEBOOKS})
+    assert [what for what, *_, equal in checks if not equal] == []
+    found = {what: value for what, value, *_ in checks}
+    assert found["recovered, accounting complete (recover)"] == len(runbook.truth["loss_ingestions"]) > 0
+    assert "sleep_score" in found["unknown names kept (recover)"]
+
+
+def test_the_demo_notices_a_recovered_payload_whose_accounting_is_not_complete(runbook: Runbook) -> None:
+    reports = {name: runbook.report(name) for name in ALL_NOTEBOOKS}
+    recover = reports["recover"]
+    [first, *_] = [i for i in recover["ingestions"] if i["outcome"] == "recovered"]
+    broken = {**first, "accounting": {**first["accounting"], "complete": False, "unsupported": {"aNewArray": 1}}}
+    reports["recover"] = {**recover, "ingestions": [broken if i is first else i for i in recover["ingestions"]]}
+    failed = [what for what, *_, equal in compare_with_truth(runbook.truth, reports) if not equal]
+    assert failed == ["recovered, accounting complete (recover)"]
 
 
 def test_the_review_sums_up_what_the_runbook_left(runbook: Runbook) -> None:

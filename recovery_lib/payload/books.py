@@ -24,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Bump when the mapping (or what the reconciliation cache records) changes: the cache is keyed on it.
-# 4: the catalogue (3), a cache keyed on the stored value's SHA-256 with the columns each key fills (2).
-PARSER_VERSION: int = 4
+# 5: rounded sleep stages a hair over inBed make 100 %; 4: the cache keyed on the stored value's
+# SHA-256 with the columns each key fills; 3: the catalogue.
+PARSER_VERSION: int = 5
 SUMMARY_REJECTIONS = 50
 MAX_NAME = 100  # a payload's own name (an unknown metric, an array) is cut to this in the books
 
