@@ -15,10 +15,8 @@ from typing import Any
 
 import nbformat
 import pytest
-import sqlalchemy as sa
 from helpers import Runbook, fingerprint
 
-from recovery_lib import db
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
@@ -218,12 +216,11 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
     assert all(r["outcome"] == "ok" for r in records)
 
 
-def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook, database_url: str) -> None:
+def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook) -> None:
     recover = runbook.results["recover"]
     assert recover.notebook.stem.endswith("_recover_w7")
     assert recover.report["parameters"]["worker"] == "w7"
-    with db.get_engine(database_url).connect() as conn:
-        workers = conn.execute(sa.text("SELECT DISTINCT worker FROM recovery_log")).scalars().all()
+    workers = runbook.recovery_log_workers
     assert workers and all(w.startswith("w7@") for w in workers), workers
 
 
