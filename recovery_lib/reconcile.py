@@ -45,7 +45,7 @@ CLOCK_DEPENDENT = "date_out_of_range"  # the one rejection whose answer can chan
 _BITS = {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TableCounts:
     expected: int = 0
     present: int = 0
@@ -211,15 +211,21 @@ def count_against_rows(conn: Connection, user_id: str, expectation: Expectation)
 
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present/missing-value counts per ingestion and table, joined in SQL against the cached keys."""
-    result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0, "accounting": None} for r in rows}
+    # A table no payload expects a key in is left out of the joins: zero of zero.
+    result: dict[str, dict[str, Any]] = {
+        r.id: {"tables": dict.fromkeys(METRIC_TABLES, TableCounts(0, 0, 0)), "rejected": 0, "accounting": None}
+        for r in rows
+    }
+    if not rows:
+        return result
+    for ingestion_id, rejected, accounting in cache.entries(
+        conn, [(r.id, r.sha) for r in rows], parser_version=PARSER_VERSION
+    ):
+        result[str(ingestion_id)].update(rejected=rejected, accounting=accounting)
     items = [(r.id, r.user_id, r.sha) for r in rows]
-    for name in METRIC_TABLES:
-        for ingestion_id, expected, rejected, present, values, accounting in cache.counts(
-            conn, items, name, parser_version=PARSER_VERSION
-        ):
+    for name in cache.tables_with_keys(conn, [r.sha for r in rows], parser_version=PARSER_VERSION):
+        for ingestion_id, expected, present, values in cache.counts(conn, items, name, parser_version=PARSER_VERSION):
             result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present, int(values))
-            result[str(ingestion_id)]["rejected"] = rejected
-            result[str(ingestion_id)]["accounting"] = accounting
     return result
 
 

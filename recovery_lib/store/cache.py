@@ -89,8 +89,31 @@ def analyze(conn: Connection) -> bool:
     return True
 
 
+def tables_with_keys(conn: Connection, shas: Sequence[str], *, parser_version: int) -> list[str]:
+    """The tables in which any of these payloads expects a key (most payloads fill a few of the 26)."""
+    rows = run(
+        conn,
+        "SELECT DISTINCT table_name FROM reconciliation_cache WHERE parser_version = %(v)s "
+        "AND payload_sha256 = ANY(%(shas)s) AND cardinality(expected_keys) > 0",
+        {"v": parser_version, "shas": list(set(shas))},
+    )
+    return [r[0] for r in rows]
+
+
+def entries(conn: Connection, items: Sequence[tuple[str, str]], *, parser_version: int) -> list[Any]:
+    """``(id, rejected_points, accounting)`` per ``(id, sha256)`` with an entry: what is the same in every table."""
+    return run(
+        conn,
+        "SELECT DISTINCT ON (x.id) x.id, c.rejected_points, c.accounting "
+        "FROM unnest(%(ids)s::text[], %(shas)s::text[]) AS x(id, sha) "
+        "JOIN reconciliation_cache c ON c.payload_sha256 = x.sha AND c.parser_version = %(v)s "
+        "ORDER BY x.id, c.table_name",
+        {"v": parser_version, "ids": [i[0] for i in items], "shas": [i[1] for i in items]},
+    ).all()
+
+
 def counts(conn: Connection, items: Sequence[tuple[str, str, str]], table: str, *, parser_version: int) -> list[Any]:
-    """``(id, expected, rejected, present, missing_values, accounting)`` per ``(id, user_id, sha256)`` with an entry.
+    """``(id, expected, present, missing_values)`` per ``(id, user_id, sha256)`` expecting keys in ``table``.
 
     Joined in SQL: which of the cached keys the metric table holds for the user, and how many of
     the values the payload fills there are NULL in those rows.
@@ -103,10 +126,10 @@ def counts(conn: Connection, items: Sequence[tuple[str, str, str]], table: str, 
         match = f"m.{t.key} = k.at AND m.{t.tag} = k.tag::{pg_type(t, t.tag)}"
     return run(
         conn,
-        f"SELECT x.id, cardinality(c.expected_keys), c.rejected_points, p.present, p.missing_values, c.accounting "
+        f"SELECT x.id, cardinality(c.expected_keys), p.present, p.missing_values "
         f"FROM unnest(%(ids)s::text[], %(users)s::uuid[], %(shas)s::text[]) AS x(id, user_id, sha) "
         f"JOIN reconciliation_cache c ON c.payload_sha256 = x.sha AND c.parser_version = %(v)s "
-        f"AND c.table_name = %(t)s "
+        f"AND c.table_name = %(t)s AND cardinality(c.expected_keys) > 0 "
         f"CROSS JOIN LATERAL (SELECT count(m.user_id) AS present, "
         f"coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) AS missing_values "
         f"FROM {keys} LEFT JOIN {t.name} m ON m.user_id = x.user_id AND {match}) p",
