@@ -5,9 +5,10 @@ runs ``recovery.run_recovery`` for the one user owning that ingestion and report
 (``getrusage(RUSAGE_SELF).ru_maxrss``) at the end. A third child recovers a user with nothing to
 recover: the fixed cost of the interpreter, the libraries and a connection.
 
-The huge payload is as large as jsonb allows: 200 MB of JSON text (``payload_size_bytes``); its
-binary jsonb form is about 1.3x the text and must stay under PostgreSQL's 256 MiB (268,435,455
-bytes) container limit. Target: peak RSS < 250 MB for it.
+The huge payload is as large as jsonb allows: up to 200 MB of JSON text (``payload_size_bytes``);
+its binary jsonb form must stay under PostgreSQL's 256 MiB (268,435,455 bytes) container limit,
+so it is built again 15 % smaller until it loads (the mix of families sets the binary/text ratio).
+Target: peak RSS < 250 MB for it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ SEED = 7
 
 
 def run(ctx: Any) -> Any:
+    import psycopg2.errors
     import sqlalchemy as sa
 
     from benchmarks import BenchResult, Clock, data, log
@@ -48,16 +50,24 @@ def run(ctx: Any) -> Any:
         data.insert_users(engine, profiles)
         sizes = {}
         for label, profile, target in (("huge", profiles[0], huge_bytes), ("medium", profiles[1], medium_bytes)):
-            log(f"bench 2: building the {label} payload ({target / 1e6:,.0f} MB)")
-            with clock(f"build {label}"):
-                built = data.build_payload_of_size(profile, target, end, rng)
-                ingestion = data.Ingestion(
-                    id=f"00000000-0000-4000-8000-00000000000{len(sizes) + 1}", user_id=profile.user_id, payload=built,
-                    status="error", created_at=now, processed_at=now,
-                    errors=[{"error": data.PARAMETER_LIMIT_ERROR, "at": now.isoformat()}],
-                )
-            with clock(f"load {label}"):
-                data.load_ingestions(engine, [ingestion])
+            while True:
+                log(f"bench 2: building the {label} payload ({target / 1e6:,.0f} MB)")
+                with clock(f"build {label}"):
+                    built = data.build_payload_of_size(profile, target, end, rng)
+                    ingestion = data.Ingestion(
+                        id=f"00000000-0000-4000-8000-00000000000{len(sizes) + 1}", user_id=profile.user_id,
+                        payload=built, status="error", created_at=now, processed_at=now,
+                        errors=[{"error": data.PARAMETER_LIMIT_ERROR, "at": now.isoformat()}],
+                    )
+                try:
+                    with clock(f"load {label}"):
+                        data.load_ingestions(engine, [ingestion])
+                    break
+                except psycopg2.errors.ProgramLimitExceeded:
+                    # Many small objects make the binary form larger than 1.3x the text: shrink to fit.
+                    if target < MEDIUM_BYTES:
+                        raise
+                    target = int(target * 0.85)
             sizes[label] = (ingestion, built.points, built.row_total)
             del built
         with engine.connect() as conn:
