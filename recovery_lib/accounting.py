@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+CONSTRAINT_VIOLATION = "constraint_violation"  # the rejection of a point the target's constraints refused
+
 
 def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
     for name, count in more.items():
@@ -101,12 +103,18 @@ class Accounting:
         }
 
     def names_line(self) -> str:
-        """``unknown metrics kept: future_metric (2); unsupported: futureArray (1)``, or ''."""
+        """``unknown metrics kept: future_metric (2); unsupported: futureArray (1)``, or ''.
+
+        Points the target refused (``constraint_violation``) are named too: they are not in the
+        tables although the payload had them.
+        """
         parts = []
         if self.generic:
             parts.append("unknown metrics kept: " + ", ".join(f"{n} ({c})" for n, c in sorted(self.generic.items())))
         if self.unsupported:
             parts.append("unsupported: " + ", ".join(f"{n} ({c})" for n, c in sorted(self.unsupported.items())))
+        if self.rejected.get(CONSTRAINT_VIOLATION):
+            parts.append(f"refused by the target's constraints: {self.rejected[CONSTRAINT_VIOLATION]} points")
         return "; ".join(parts)
 
 

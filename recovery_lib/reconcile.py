@@ -22,21 +22,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib.accounting import Accounting
+from recovery_lib.accounting import CONSTRAINT_VIOLATION, Accounting
 from recovery_lib.db import cursor
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import sql_plan, stored
 from recovery_lib.payload.parser import PARSER_VERSION, PayloadParser
 from recovery_lib.schema import METRIC_TABLES
-from recovery_lib.store import cache, ingestions
+from recovery_lib.store import cache, ingestions, rejections
 from recovery_lib.store.metric_rows import present_and_missing_values
+from recovery_lib.store.rejections import Adjustment
 
 _log = logging.getLogger(__name__)
 
@@ -209,6 +210,25 @@ def count_against_rows(conn: Connection, user_id: str, expectation: Expectation)
     return tables
 
 
+def apply_refusals(tables: dict[str, TableCounts], accounting: Accounting, adjust: Mapping[str, Adjustment]) -> int:
+    """Count the points the target refused (``constraint_rejections``) as rejected, not missing; returns them.
+
+    A key none of whose points was written is not expected; a refused column NULL in a row that
+    exists is not a missing value; the points move from stored to rejected.
+    """
+    refused = 0
+    for name, change in adjust.items():
+        counts = tables.setdefault(name, TableCounts())
+        counts.expected -= change.keys
+        counts.present -= change.keys_present
+        counts.missing_values -= change.null_values
+        refused += change.points
+    if refused:
+        accounting.stored -= refused
+        accounting.rejected[CONSTRAINT_VIOLATION] = accounting.rejected.get(CONSTRAINT_VIOLATION, 0) + refused
+    return refused
+
+
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present/missing-value counts per ingestion and table, joined in SQL against the cached keys."""
     result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0, "accounting": None} for r in rows}
@@ -276,6 +296,7 @@ def _reconcile_rows(
     if written and not cache.analyze(conn):
         _log.debug("ANALYZE reconciliation_cache not permitted for this role; skipped")
     via_cache = _from_cache(conn, [r for r in rows if r.id not in direct]) if use_cache else {}
+    refused = rejections.adjustments(conn, [r.id for r in rows])
     results = []
     for r in rows:
         if r.id in direct:
@@ -286,6 +307,7 @@ def _reconcile_rows(
             cached_entry = via_cache[r.id]
             tables, rejected, parse_error = cached_entry["tables"], cached_entry["rejected"], None
             accounting = Accounting.of_dict(cached_entry["accounting"])
+        rejected += apply_refusals(tables, accounting, refused.get(r.id, {}))
         results.append(
             IngestionReconciliation(
                 r.id, r.user_id, r.status, r.created_at, r.payload_size_bytes, tables, rejected, parse_error,

@@ -125,6 +125,25 @@ reconciliation_cache = sa.Table(
     sa.Column("accounting", JSONB),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
+# The points the target refused (a CHECK, an integer range, an enum, NOT NULL): named rejections
+# ``constraint_violation``, one line per point of the ingestion's last recovery (or, rolled back,
+# its preview). Reconciliation reads them so a refused point counts as rejected, not as missing.
+# Keys and names only, never a value.
+constraint_rejections = sa.Table(
+    "constraint_rejections",
+    metadata,
+    sa.Column("ingestion_id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("point_index", sa.Integer, primary_key=True),
+    sa.Column("key_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key_tag", sa.Text),  # a tagged table's tag, as text
+    sa.Column("constraint_name", sa.Text, nullable=False),
+    sa.Column("columns", sa.ARRAY(sa.Text), nullable=False, server_default="{}"),  # the columns the point fills
+    sa.Column("whole_row", sa.Boolean, nullable=False),  # no point of its key was written
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
 # What init_db changes in a reconciliation_cache created by an earlier version (its grants stay).
 # The cache is internal: these changes are not reported as added columns.
 _CACHE_RENAME = "ALTER TABLE reconciliation_cache RENAME COLUMN payload_hash TO payload_sha256"
