@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import catalogue
 from recovery_lib.catalogue.model import FLOAT, JSON, TEXT, TIMESTAMP, TableSpec
@@ -144,6 +144,12 @@ constraint_rejections = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
+# This tool's own tables: on an existing database (the API's) they live in a schema of their own.
+BOOKKEEPING_SCHEMA = "recovery"
+BOOKKEEPING_TABLES = (recovery_log, reconciliation_cache, constraint_rejections)
+# The catalogue's table -> the Health Export API's name, where they differ (database/schema.sql).
+API_NAMES = {"workout_metrics": "workouts"}
+
 # What init_db changes in a reconciliation_cache created by an earlier version (its grants stay).
 # The cache is internal: these changes are not reported as added columns.
 _CACHE_RENAME = "ALTER TABLE reconciliation_cache RENAME COLUMN payload_hash TO payload_sha256"
@@ -193,15 +199,52 @@ METRIC_TABLES: dict[str, MetricTable] = {
 }
 
 
+def _relations(conn: Connection, schema: str) -> set[str]:
+    return set(conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')", {"schema": schema},
+    ).scalars())
+
+
+def is_existing_database(conn: Connection) -> bool:
+    """Whether the metric tables were made by someone else (the API): there are some, and no bookkeeping beside them.
+
+    A database with the API's ``users`` and ``raw_ingestions`` only is still this project's to
+    complete (``db init`` adds the metric tables), as it always was.
+    """
+    if "recovery_log" in _relations(conn, BOOKKEEPING_SCHEMA):
+        return True
+    public = _relations(conn, "public")
+    return "recovery_log" not in public and bool((set(METRIC_TABLES) | set(API_NAMES.values())) & public)
+
+
+def _init_bookkeeping(conn: Connection) -> list[str]:
+    """On an existing database: this tool's own schema and its bookkeeping tables, nothing else."""
+    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
+    conn.exec_driver_sql(f"SET LOCAL search_path = {BOOKKEEPING_SCHEMA}")
+    present = _relations(conn, BOOKKEEPING_SCHEMA)
+    created = []
+    for table in BOOKKEEPING_TABLES:
+        if table.name not in present:
+            table.create(conn)
+            created.append(f"{BOOKKEEPING_SCHEMA}.{table.name}")
+    return created
+
+
 def init_db(engine: Engine) -> list[str]:
     """Create every table and index that is missing, add missing columns; return what was created.
 
     Safe to run any number of times: existing tables, columns and rows are left alone. The names
     returned are tables (``activity_metrics``) and added columns (``activity_metrics.walking_speed_m_per_s``).
+    On an existing database (:func:`is_existing_database`: the API's own) it creates only the schema
+    :data:`BOOKKEEPING_SCHEMA` and the bookkeeping tables in it (``recovery.recovery_log``, ...).
     """
     with engine.begin() as conn:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
+        if is_existing_database(conn):
+            return _init_bookkeeping(conn)
+        conn.exec_driver_sql("SET LOCAL search_path = public")  # this project's own tables: all in public
         existing = set(sa.inspect(conn).get_table_names())
         if reconciliation_cache.name in existing:
             columns = {c["name"] for c in sa.inspect(conn).get_columns(reconciliation_cache.name)}

@@ -22,6 +22,7 @@ from recovery_lib.files import create_new_json
 from recovery_lib.recovery.refusals import Refusal
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store.metric_rows import TableReport
+from recovery_lib.target import target_line
 
 __all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
 
@@ -47,6 +48,7 @@ def headline(data: Mapping[str, Any]) -> str:
             f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
             f"{data.get('missing_after_total', 0)} rows still missing{names}"
         )
+    line += target_line(data.get("target"))
     warning = (data.get("backups") or {}).get("warning")
     return f"{line}; WARNING: {warning}" if warning else line
 
@@ -117,6 +119,7 @@ class RecoveryReport:
     backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
     # A preview: whether this role may try the writes (rolled back) to learn the target's refusals.
     constraints_checkable: bool | None = None
+    target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -161,6 +164,7 @@ class RecoveryReport:
             "database": self.database,
             "aborted": self.aborted,
             "backups": self.backups,
+            "target": self.target,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),

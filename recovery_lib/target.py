@@ -1,0 +1,104 @@
+"""The target database: whose it is, where this tool's bookkeeping lives, and what of the catalogue it can hold.
+
+Two kinds of database:
+
+* **this project's own** (empty, or made by ``db init``): every table in ``public``, as always;
+* **an existing one** (the Health Export API's own database): its metric tables were there
+  before this tool, and none of its bookkeeping is in ``public``. ``db init`` then creates the
+  schema :data:`BOOKKEEPING_SCHEMA` with ``recovery_log``, ``reconciliation_cache`` and
+  ``constraint_rejections`` in it, and nothing else: the API's tables keep their definitions.
+  Every connection puts that schema first in its ``search_path`` (:mod:`recovery_lib.db`), so
+  the bookkeeping resolves there and the API's tables in ``public``.
+
+:func:`inspect` maps each catalogue table and field to what the target has (the guide's names
+and the API's both recognised: the API's ``workouts`` is the catalogue's ``workout_metrics``)
+and names each one the target cannot hold as ``unsupported_by_schema``.
+
+    >>> fit = inspect(conn)
+    >>> fit.unsupported()[:1]
+    [{'category': 'unsupported_by_schema', 'table': 'heart_rate_metrics', 'field': 'heart_rate_min'}]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from recovery_lib.db import run
+from recovery_lib.schema import API_NAMES, BOOKKEEPING_SCHEMA, METRIC_TABLES, is_existing_database
+
+UNSUPPORTED = "unsupported_by_schema"
+
+
+@dataclass
+class TableFit:
+    """One catalogue table on the target: the table that holds it (None: none) and the fields it lacks."""
+
+    target: str | None
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Fit:
+    """What the target can hold of the catalogue, and where the bookkeeping is."""
+
+    existing_database: bool  # made by someone else (the API): this tool adds only its own schema
+    bookkeeping_schema: str
+    tables: dict[str, TableFit]
+
+    def unsupported(self) -> list[dict[str, Any]]:
+        """Every catalogue table or field the target cannot hold (a table: ``field`` None)."""
+        found = []
+        for name, fit in self.tables.items():
+            if fit.target is None:
+                found.append({"category": UNSUPPORTED, "table": name, "field": None})
+            found += [{"category": UNSUPPORTED, "table": name, "field": column} for column in fit.missing]
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "existing_database": self.existing_database,
+            "bookkeeping_schema": self.bookkeeping_schema,
+            "tables": {name: fit.target for name, fit in self.tables.items()},
+            "unsupported_by_schema": self.unsupported(),
+        }
+
+
+def _columns(conn: Connection, schema: str) -> dict[str, set[str]]:
+    rows = run(
+        conn,
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')",
+        {"schema": schema},
+    ).all()
+    found: dict[str, set[str]] = {}
+    for table, column in rows:
+        found.setdefault(table, set()).add(column)
+    return found
+
+
+def inspect(conn: Connection) -> Fit:
+    """Map the catalogue onto the target's tables and columns (read-only)."""
+    public = _columns(conn, "public")
+    existing = is_existing_database(conn)  # schema.py's: init_db decides by it too
+    tables = {}
+    for name, table in METRIC_TABLES.items():
+        target = next((n for n in (name, API_NAMES.get(name)) if n and n in public), None)
+        key = set(table.natural_key) | {"user_id"}
+        if target is None or not key <= public[target]:
+            tables[name] = TableFit(None)  # no table, or one whose natural key is not the catalogue's
+            continue
+        tables[name] = TableFit(target, [c for c in table.values if c not in public[target]])
+    return Fit(existing, BOOKKEEPING_SCHEMA if existing else "public", tables)
+
+
+def target_line(data: dict[str, Any] | None) -> str:
+    """``; target lacks 3 tables and 4 fields ...`` from a report's ``target`` section, or ''."""
+    unsupported = (data or {}).get("unsupported_by_schema") or []
+    if not unsupported:
+        return ""
+    tables = sum(1 for u in unsupported if u.get("field") is None)
+    return f"; target lacks {tables} tables and {len(unsupported) - tables} fields of the catalogue ({UNSUPPORTED})"
