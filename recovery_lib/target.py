@@ -15,8 +15,8 @@ and the API's both recognised: the API's ``workouts`` is the catalogue's ``worko
 and names each one the target cannot hold as ``unsupported_by_schema``.
 
     >>> fit = inspect(conn)
-    >>> fit.unsupported()[:1]
-    [{'category': 'unsupported_by_schema', 'table': 'heart_rate_metrics', 'field': 'heart_rate_min'}]
+    >>> fit.unsupported()[0]["table"], fit.unsupported()[0]["field"], fit.unsupported()[0]["metrics"]
+    ('heart_rate_metrics', 'heart_rate_min', ['heart_rate'])
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from recovery_lib import catalogue
 from recovery_lib.db import run
 from recovery_lib.schema import API_NAMES, BOOKKEEPING_SCHEMA, METRIC_TABLES, is_existing_database
 
@@ -49,12 +50,14 @@ class Fit:
     tables: dict[str, TableFit]
 
     def unsupported(self) -> list[dict[str, Any]]:
-        """Every catalogue table or field the target cannot hold (a table: ``field`` None)."""
+        """Every catalogue table or field the target cannot hold (a table: ``field`` None), with the metrics
+        (``data.metrics`` names) whose points would go there."""
         found = []
         for name, fit in self.tables.items():
             if fit.target is None:
-                found.append({"category": UNSUPPORTED, "table": name, "field": None})
-            found += [{"category": UNSUPPORTED, "table": name, "field": column} for column in fit.missing]
+                found.append({"category": UNSUPPORTED, "table": name, "field": None, "metrics": _metrics_of(name)})
+            found += [{"category": UNSUPPORTED, "table": name, "field": column, "metrics": _metrics_of(name, column)}
+                      for column in fit.missing]
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +67,12 @@ class Fit:
             "tables": {name: fit.target for name, fit in self.tables.items()},
             "unsupported_by_schema": self.unsupported(),
         }
+
+
+def _metrics_of(table: str, column: str | None = None) -> list[str]:
+    """The catalogue metrics that fill ``table`` (or its ``column``)."""
+    return sorted(spec.name for spec in catalogue.METRICS.values() if spec.table == table and (
+        column is None or any(f.column == column for f in spec.fields)))
 
 
 def _columns(conn: Connection, schema: str) -> dict[str, set[str]]:

@@ -74,6 +74,8 @@ def test_the_catalogue_is_mapped_onto_the_api_tables_and_what_they_lack_is_named
     assert {("heart_rate_metrics", "heart_rate_min"), ("heart_rate_metrics", "heart_rate_max"),
             ("activity_metrics", "apple_stand_hours"), ("other_metrics", None)} <= unsupported
     assert ("heart_rate_metrics", "heart_rate") not in unsupported
+    by_field = {(u["table"], u["field"]): u["metrics"] for u in found["unsupported_by_schema"]}
+    assert by_field[("heart_rate_metrics", "heart_rate_min")] == ["heart_rate"]  # per metric
     assert ("workout_metrics", "workout_type") not in unsupported
     assert all(u["category"] == "unsupported_by_schema" for u in found["unsupported_by_schema"])
 
