@@ -89,7 +89,7 @@ def _with_driver(url: str | URL) -> URL:
     return parsed
 
 
-def _bookkeeping_first(dbapi_connection: Any, _record: Any) -> None:
+def bookkeeping_first(dbapi_connection: Any, _record: Any) -> None:
     """Put this tool's own schema (``recovery``, on an existing database) first in the session's search_path.
 
     PostgreSQL skips a schema that does not exist: on this project's own database nothing changes.
@@ -110,7 +110,7 @@ def get_engine(url: str | None = None) -> Engine:
             pool_pre_ping=True,
             connect_args={"application_name": "health-export-recovery"},
         )
-        sa.event.listen(_engines[url], "connect", _bookkeeping_first)
+        sa.event.listen(_engines[url], "connect", bookkeeping_first)
     return _engines[url]
 
 

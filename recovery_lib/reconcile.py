@@ -34,7 +34,7 @@ from recovery_lib.db import cursor
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import sql_plan, stored
 from recovery_lib.payload.parser import PARSER_VERSION, PayloadParser
-from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.schema import METRIC_TABLES, catalogue_bound
 from recovery_lib.store import cache, ingestions, rejections
 from recovery_lib.store.metric_rows import present_and_missing_values
 from recovery_lib.store.rejections import Adjustment
@@ -43,7 +43,11 @@ _log = logging.getLogger(__name__)
 
 SQL_KEYS_MIN_BYTES = 64_000  # measured: 3,300 exports of 11 kB took 8.3 s parsed, 14 s listed in SQL
 CLOCK_DEPENDENT = "date_out_of_range"  # the one rejection whose answer can change as time passes
-_BITS = {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
+
+
+def _bits() -> dict[str, dict[str, int]]:
+    """Each table's checked columns as bits (of the tables bound now: the target's may lack some)."""
+    return {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
 
 
 @dataclass
@@ -161,8 +165,9 @@ def expected_keys(
     found: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}
     skip: list[int] = []
     listed_points = 0
-    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
-        use_sql = False
+    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES or not catalogue_bound():
+        use_sql = False  # the SQL listing knows the catalogue's tables only
+    all_bits = _bits()
     shaped: stored.Structure | None = None
     if use_sql:
         shaped = stored.structure(conn, ingestion_id)
@@ -176,7 +181,7 @@ def expected_keys(
             skip, listed_points = listed[2], listed[3]
     try:
         for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped)):
-            bits, columns = _BITS[row.table], 0
+            bits, columns = all_bits[row.table], 0
             for column in row.values:
                 columns |= bits.get(column, 0)
             table = found[row.table]
@@ -233,7 +238,9 @@ def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present/missing-value counts per ingestion and table, joined in SQL against the cached keys."""
     result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0, "accounting": None} for r in rows}
     items = [(r.id, r.user_id, r.sha) for r in rows]
-    for name in METRIC_TABLES:
+    for name, table in METRIC_TABLES.items():
+        if not table.present:
+            continue
         for ingestion_id, expected, rejected, present, values, accounting in cache.counts(
             conn, items, name, parser_version=PARSER_VERSION
         ):
@@ -277,7 +284,8 @@ def reconcile_window(
 def _reconcile_rows(
     conn: Connection, rows: list[Any], *, use_cache: bool, now: datetime | None
 ) -> list[IngestionReconciliation]:
-    use_cache = use_cache and bool(rows)
+    # The cache's column masks are the catalogue's: bound to another database, parse again.
+    use_cache = use_cache and bool(rows) and catalogue_bound()
     cached = cache.cached_hashes(conn, [r.sha for r in rows], parser_version=PARSER_VERSION) if use_cache else set()
     writable = use_cache and cache.writable(conn)
     direct: dict[str, Expectation] = {}

@@ -168,6 +168,20 @@ class MetricTable:
     key: str  # the timestamp column of the natural key
     values: tuple[str, ...]  # every other column the payload can fill
     tag: str | None = None  # the column completing the natural key (user_id, key, tag), if any
+    # Bound to an existing database (recovery_lib.target.bind): the table holding it there ('' = name),
+    # whether there is one, and the columns whose type needs an explicit cast from text (enums).
+    relation: str = ""
+    present: bool = True
+    casts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sql_name(self) -> str:
+        """The table's name in SQL on the target (the API's ``workouts`` for ``workout_metrics``)."""
+        return self.relation or self.name
+
+    def cast(self, column: str) -> str:
+        """``::type`` for a column the target types as an enum, else ''."""
+        return next((f"::{kind}" for name, kind in self.casts if name == column), "")
 
     @property
     def table(self) -> sa.Table:
@@ -197,6 +211,20 @@ METRIC_TABLES: dict[str, MetricTable] = {
     spec.name: MetricTable(spec.name, spec.key, tuple(c.name for c in catalogue.table_columns(spec.name)), spec.tag)
     for spec in catalogue.TABLES.values()
 }
+CATALOGUE_TABLES: dict[str, MetricTable] = dict(METRIC_TABLES)  # as the catalogue defines them, never rebound
+
+
+def bind_metric_tables(bound: dict[str, MetricTable] | None) -> None:
+    """Point every module at the target's tables (``None``: the catalogue's own, this project's database).
+
+    In place: modules hold ``METRIC_TABLES`` itself. One target per process at a time.
+    """
+    METRIC_TABLES.update(bound or CATALOGUE_TABLES)
+
+
+def catalogue_bound() -> bool:
+    """Whether the metric tables are the catalogue's own (the SQL fast path and the cache assume it)."""
+    return all(METRIC_TABLES[name] is table for name, table in CATALOGUE_TABLES.items())
 
 
 def _relations(conn: Connection, schema: str) -> set[str]:

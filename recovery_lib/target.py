@@ -21,14 +21,14 @@ and names each one the target cannot hold as ``unsupported_by_schema``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from recovery_lib import catalogue
+from recovery_lib import catalogue, schema
 from recovery_lib.db import run
-from recovery_lib.schema import API_NAMES, BOOKKEEPING_SCHEMA, METRIC_TABLES, is_existing_database
+from recovery_lib.schema import API_NAMES, BOOKKEEPING_SCHEMA, is_existing_database
 
 UNSUPPORTED = "unsupported_by_schema"
 
@@ -75,13 +75,48 @@ def _metrics_of(table: str, column: str | None = None) -> list[str]:
         column is None or any(f.column == column for f in spec.fields)))
 
 
-def _columns(conn: Connection, schema: str) -> dict[str, set[str]]:
+def _enums(conn: Connection) -> dict[tuple[str, str], str]:
+    """``(table, column) -> enum type`` of the columns in ``public`` typed by an enum."""
+    rows = run(
+        conn,
+        "SELECT c.relname, a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_type t ON t.oid = a.atttypid WHERE n.nspname = 'public' AND t.typtype = 'e' AND a.attnum > 0",
+    ).all()
+    return {(table, column): kind for table, column, kind in rows}
+
+
+def bind(conn: Connection) -> Fit:
+    """Inspect the target and point every module at what it has (the catalogue's own tables on this project's).
+
+    On an existing database a table the target lacks is absent (its points are unsupported), a
+    field it lacks is dropped (and named), the API's names are used in SQL, enum columns are cast.
+    """
+    fit = inspect(conn)
+    if not fit.existing_database:
+        schema.bind_metric_tables(None)
+        return fit
+    enums = _enums(conn)
+    bound = {}
+    for name, table in schema.CATALOGUE_TABLES.items():
+        found = fit.tables[name]
+        if found.target is None:
+            bound[name] = replace(table, present=False, values=())
+            continue
+        values = tuple(c for c in table.values if c not in found.missing)
+        casts = tuple((c, enums[(found.target, c)]) for c in values if (found.target, c) in enums)
+        bound[name] = replace(table, values=values, relation=found.target, casts=casts)
+    schema.bind_metric_tables(bound)
+    return fit
+
+
+def _columns(conn: Connection, namespace: str) -> dict[str, set[str]]:
     rows = run(
         conn,
         "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
         "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')",
-        {"schema": schema},
+        {"schema": namespace},
     ).all()
     found: dict[str, set[str]] = {}
     for table, column in rows:
@@ -94,7 +129,7 @@ def inspect(conn: Connection) -> Fit:
     public = _columns(conn, "public")
     existing = is_existing_database(conn)  # schema.py's: init_db decides by it too
     tables = {}
-    for name, table in METRIC_TABLES.items():
+    for name, table in schema.CATALOGUE_TABLES.items():
         target = next((n for n in (name, API_NAMES.get(name)) if n and n in public), None)
         key = set(table.natural_key) | {"user_id"}
         if target is None or not key <= public[target]:

@@ -106,7 +106,7 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
     scope = {"since": options.since, "user_id": options.user_id}
     with engine.begin() as conn:
         report.generated_at = db.run(conn, "SELECT now()").scalar_one().isoformat()
-        report.target = target.inspect(conn).to_dict()
+        report.target = target.bind(conn).to_dict()
         results = reconcile.reconcile_window(conn, **scope, statuses=list(VERIFIED_STATUSES))
         report.ingestions_checked = len(results)
         report.missing_by_table = reconcile.missing_by_table(results)

@@ -76,7 +76,7 @@ def _write_table(
         else:
             # Tracked keys that did not exist before and exist now came from the first metric.
             cursor.execute(
-                f"SELECT count(*) FROM {KEYS_TABLE} k JOIN {table.name} t "
+                f"SELECT count(*) FROM {KEYS_TABLE} k JOIN {table.sql_name} t "
                 f"ON t.user_id = %(user_id)s AND t.{table.key} = k.key WHERE k.pre_ctid IS NULL",
                 {"user_id": user_id},
             )
@@ -96,7 +96,7 @@ def _report(cursor: Any, table: MetricTable, user_id: str, inserted: int, extra_
     row version has since been replaced (an UPDATE writes a new version at a new ctid).
     """
     cursor.execute(
-        f"SELECT count(*), count(k.pre_ctid), (SELECT count(*) FROM {KEYS_TABLE} f JOIN {table.name} t "
+        f"SELECT count(*), count(k.pre_ctid), (SELECT count(*) FROM {KEYS_TABLE} f JOIN {table.sql_name} t "
         f"ON t.user_id = %(user_id)s AND t.{table.key} = f.key "
         f"WHERE f.pre_ctid IS NOT NULL AND t.ctid <> f.pre_ctid) FROM {KEYS_TABLE} k",
         {"user_id": user_id},
@@ -116,7 +116,7 @@ def _rows_in_range(cursor: Any, table: MetricTable, metrics: Sequence[PlannedMet
     if not dates:
         return False
     cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {table.name} WHERE user_id = %(user_id)s AND {table.key} "
+        f"SELECT EXISTS (SELECT 1 FROM {table.sql_name} WHERE user_id = %(user_id)s AND {table.key} "
         f"BETWEEN (SELECT min(d::timestamptz) FROM unnest(%(dates)s::text[]) d) "
         f"AND (SELECT max(d::timestamptz) FROM unnest(%(dates)s::text[]) d))",
         {"user_id": user_id, "dates": dates},
@@ -136,7 +136,7 @@ def _fill_keys(
     cursor.execute(
         f"INSERT INTO {KEYS_TABLE} (key, pre_ctid) SELECT k.key, t.ctid FROM "
         f"(SELECT DISTINCT d::timestamptz AS key FROM ({dates}) s WHERE d IS NOT NULL) k "
-        f"LEFT JOIN {table.name} t ON t.user_id = %(user_id)s AND t.{table.key} = k.key",
+        f"LEFT JOIN {table.sql_name} t ON t.user_id = %(user_id)s AND t.{table.key} = k.key",
         {"user_id": user_id, "ingestion_id": plan.ingestion_id},
     )
 
@@ -167,7 +167,7 @@ def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: boo
             f"FROM ({union}) s GROUP BY key"
         )
     insert = (
-        f"INSERT INTO {table.name} AS t (user_id, {table.key}, {', '.join(columns)}) "
+        f"INSERT INTO {table.sql_name} AS t (user_id, {table.key}, {', '.join(columns)}) "
         f"SELECT %(user_id)s, * FROM ({source}) rows"
     )
     if not merge:

@@ -26,9 +26,11 @@ from typing import Any
 from psycopg2 import errorcodes
 
 from recovery_lib.accounting import CONSTRAINT_VIOLATION
+from recovery_lib.schema import METRIC_TABLES
 
 REFUSED_SQLSTATE_CLASSES = ("22", "23")
 NOT_NULL = "23502"
+INVALID_TEXT = "22P02"  # invalid_text_representation: an enum's unknown label, among others
 CATEGORY = CONSTRAINT_VIOLATION
 Counts = tuple[int, int]  # rows inserted, rows filled
 
@@ -66,10 +68,15 @@ def is_refusal(exc: BaseException) -> bool:
     return code[:2] in REFUSED_SQLSTATE_CLASSES
 
 
-def constraint_name(exc: BaseException, columns: Sequence[str]) -> str:
-    """What refused the point, from the error's fields (never its message, which may quote the value)."""
+def constraint_name(exc: BaseException, columns: Sequence[str], enums: Sequence[str] = ()) -> str:
+    """What refused the point, from the error's fields (never its message, which may quote the value).
+
+    ``enums``: the table's enum columns; a label an enum lacks names those the point fills.
+    """
     diag = getattr(exc, "diag", None)
     code = getattr(exc, "pgcode", None) or ""
+    if code == INVALID_TEXT and any(c in enums for c in columns):
+        columns = [c for c in columns if c in enums]
     if code == NOT_NULL and getattr(diag, "column_name", None):
         return f"not_null ({diag.column_name})"
     if getattr(diag, "constraint_name", None):
@@ -138,9 +145,10 @@ class Search:
             else:
                 inserted, filled = inserted + got[0], filled + got[1]
         whole = len(refused) == len(points)
+        enums = [column for column, _ in METRIC_TABLES[self.table].casts]
         for key, point, exc in refused:
-            self.refusals.append(Refusal(self.table, constraint_name(exc, point.columns), point.metric, point.index,
-                                         key, point.columns, whole))
+            self.refusals.append(Refusal(self.table, constraint_name(exc, point.columns, enums), point.metric,
+                                         point.index, key, point.columns, whole))
         if whole and points:
             self.whole_keys.append(points[0][0])
         return inserted, filled

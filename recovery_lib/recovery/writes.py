@@ -28,7 +28,7 @@ from recovery_lib.payload.books import PartialRow
 from recovery_lib.payload.parser import PayloadParser, merge_rows
 from recovery_lib.recovery import refusals
 from recovery_lib.recovery.report import IngestionOutcome
-from recovery_lib.schema import METRIC_TABLES, MetricTable
+from recovery_lib.schema import METRIC_TABLES, MetricTable, catalogue_bound
 from recovery_lib.store import metric_rows
 from recovery_lib.store.metric_rows import TableReport
 
@@ -56,7 +56,9 @@ def merge_payload(
                          outcome, config)
         else:
             shaped = stored.structure(conn, candidate.ingestion_id)
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped.ok else None
+            # The SQL fast path writes the catalogue's tables only: on another database the parser does it all.
+            sql_ok = method == "sql" and shaped.ok and catalogue_bound()
+            written = _sql_path(conn, candidate, parser.latest) if sql_ok else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
                                         known_structure=shaped)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)

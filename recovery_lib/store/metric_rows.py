@@ -97,7 +97,7 @@ def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[Key
         present += run(
             conn,
             f"SELECT count(*) FROM {source} "
-            f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = %(user_id)s AND {match})",
+            f"WHERE EXISTS (SELECT 1 FROM {t.sql_name} m WHERE m.user_id = %(user_id)s AND {match})",
             {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
         ).scalar_one()
     return present
@@ -131,7 +131,7 @@ def present_and_missing_values(
         got_present, got_missing = run(
             conn,
             f"SELECT count(m.user_id), coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) "
-            f"FROM {source} LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}",
+            f"FROM {source} LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND {match}",
             {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "filled": list(filled[start : start + UNNEST_CHUNK]),
              "user_id": user_id},
         ).one()
@@ -205,13 +205,13 @@ def merge_sql(t: MetricTable, part: str | None = None) -> str:
     staged point (``seq``: ``%(seq)s``), for :mod:`recovery_lib.recovery.refusals`.
     """
     picks = ", ".join(
-        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]" for c in t.values
+        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]{t.cast(c)}" for c in t.values
     )
     sets, changed = update_clause(t)
     staged = ", ".join(_staged_key(t))
     where = {None: "", "range": f" WHERE {_key_range(t)}", "seq": " WHERE seq = %(seq)s"}[part]
     return (
-        f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
+        f"WITH merged AS (INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
         f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)}{where} GROUP BY {staged} ORDER BY {staged} "
         f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
         f"RETURNING (xmax = 0) AS inserted) "
@@ -234,7 +234,7 @@ def staged_counts_sql(t: MetricTable) -> str:
                                                                                 strict=True))
     return (
         f"SELECT count(*), count(m.{t.key}) FROM (SELECT DISTINCT {', '.join(_staged_key(t))} "
-        f"FROM {staging_name(t)}) s LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}"
+        f"FROM {staging_name(t)}) s LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND {match}"
     )
 
 
@@ -303,7 +303,7 @@ def insert_rows(
                 names.append(f"%(r{row}_{column})s")
             tuples.append(f"({', '.join(names)})")
         sql = (
-            f"WITH merged AS (INSERT INTO {t.name} AS t ({', '.join(columns)}) VALUES "
+            f"WITH merged AS (INSERT INTO {t.sql_name} AS t ({', '.join(columns)}) VALUES "
             + ", ".join(tuples)
             + f" ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
             "RETURNING (xmax = 0) AS inserted) "

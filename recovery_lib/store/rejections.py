@@ -68,7 +68,8 @@ def replace(conn: Connection, ingestion_id: str, run_id: str, refusals: Sequence
 def trial_allowed(conn: Connection) -> bool:
     """Whether this role may try a payload's writes (rolled back) to learn what the target refuses."""
     # Each privilege on its own: a list in one call is true when any of them is held.
-    checks = [f"has_table_privilege('{name}', '{p}')" for name in METRIC_TABLES for p in ("INSERT", "UPDATE")]
+    checks = [f"has_table_privilege('{t.sql_name}', '{p}')" for t in METRIC_TABLES.values() if t.present
+              for p in ("INSERT", "UPDATE")]
     checks += [f"has_table_privilege('constraint_rejections', '{p}')" for p in ("INSERT", "DELETE")]
     return bool(run(
         conn,
@@ -111,7 +112,7 @@ def adjustments(conn: Connection, ingestion_ids: Sequence[str]) -> dict[str, dic
             "GROUP BY r.ingestion_id, r.table_name, i.user_id, r.key_at, r.key_tag) "
             f"SELECT f.ingestion_id::text, sum(f.points), count(*) FILTER (WHERE f.whole), "
             f"count(m.user_id) FILTER (WHERE f.whole), coalesce(sum({_null_columns(name, 'f.cols', 'm')}), 0) "
-            f"FROM f LEFT JOIN {t.name} m ON m.user_id = f.user_id AND {match} GROUP BY f.ingestion_id",
+            f"FROM f LEFT JOIN {t.sql_name} m ON m.user_id = f.user_id AND {match} GROUP BY f.ingestion_id",
             {"ids": list(ingestion_ids), "t": name},
         ).all()
         for ingestion_id, points, keys, keys_present, nulls in rows:
