@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from recovery_lib import schema
+
 API_TABLES = ("users", "raw_ingestions", "heart_rate_metrics", "blood_pressure_metrics", "sleep_metrics",
               "activity_metrics", "workouts")
 
@@ -144,19 +146,20 @@ CREATE INDEX idx_workouts_user_started ON workouts(user_id, started_at DESC);
 
 
 def create_api_database(engine: Engine) -> None:
-    """Replace everything in ``public`` (and this tool's schema) by the API's tables above."""
+    """Replace this project's tables in ``public`` by the API's tables above."""
+    schema.drop_all(engine)
     drop_api_database(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(API_DDL)
 
 
 def drop_api_database(engine: Engine) -> None:
-    """Leave an empty database for the next test (the conftest fixture then builds this project's)."""
+    """Drop the API's objects and this tool's schema (``public`` itself and its privileges stay)."""
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS recovery CASCADE")
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-        conn.exec_driver_sql("GRANT ALL ON SCHEMA public TO PUBLIC")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(reversed(API_TABLES))} CASCADE")
+        conn.exec_driver_sql("DROP TYPE IF EXISTS activity_context, workout_type")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS uuid_generate_v4()")
 
 
 def catalog_definitions(engine: Engine) -> dict[str, list[tuple]]:

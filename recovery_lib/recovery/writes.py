@@ -147,7 +147,7 @@ def _copy_path(
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         expected, before = cursor.fetchone()
         search = refusals.Search(cursor, name)
-        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id))
+        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id, expected))
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         _, after = cursor.fetchone()
         outcome.tables[name] = _report(conn, user_id, search, outcome, TableReport(expected, before, inserted,
@@ -155,11 +155,14 @@ def _copy_path(
     cursor.close()
 
 
-def _staged_merges(cursor: Any, table: MetricTable, user_id: str) -> tuple[Any, Any, Any]:
+def _staged_merges(cursor: Any, table: MetricTable, user_id: str, size: int) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
-        cursor.execute(metric_rows.merge_sql(table, "range"), {"user_id": user_id, "lo": lo, "n": n})
+        if lo == 0 and n >= size:  # the first try, all keys: no ranking of the staged keys
+            cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
+        else:
+            cursor.execute(metric_rows.merge_sql(table, "range"), {"user_id": user_id, "lo": lo, "n": n})
         return cursor.fetchone()
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
