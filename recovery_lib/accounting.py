@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+CONSTRAINT_VIOLATION = "constraint_violation"  # the rejection of a point the target's constraints refused
+
 
 def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
     for name, count in more.items():
@@ -41,6 +43,8 @@ class Accounting:
     unsupported: dict[str, int] = field(default_factory=dict)  # name -> points with no place
     rows_expected: int = 0
     rows_present: int = 0
+    # metric.column -> values the target has no column for (unsupported_by_schema; not points: not in the identity)
+    unsupported_fields: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of_parser(cls, summary: Mapping[str, Any]) -> Accounting:
@@ -51,6 +55,7 @@ class Accounting:
             generic=dict(summary.get("generic_points") or {}),
             rejected=dict(summary.get("rejection_counts") or {}),
             unsupported=dict(summary.get("unsupported") or {}),
+            unsupported_fields=dict(summary.get("unsupported_fields") or {}),
         )
 
     @classmethod
@@ -61,6 +66,7 @@ class Accounting:
             generic=dict(data.get("generic") or {}), rejected=dict(data.get("rejected") or {}),
             unsupported=dict(data.get("unsupported") or {}),
             rows_expected=int(data.get("rows_expected", 0)), rows_present=int(data.get("rows_present", 0)),
+            unsupported_fields=dict(data.get("unsupported_fields") or {}),
         )
 
     @property
@@ -89,6 +95,7 @@ class Accounting:
         _add(self.generic, other.generic)
         _add(self.rejected, other.rejected)
         _add(self.unsupported, other.unsupported)
+        _add(self.unsupported_fields, other.unsupported_fields)
         self.rows_expected += other.rows_expected
         self.rows_present += other.rows_present
 
@@ -98,15 +105,25 @@ class Accounting:
             "rejected": dict(self.rejected), "unsupported": dict(self.unsupported),
             "rows_expected": self.rows_expected, "rows_present": self.rows_present,
             "rows_missing": self.rows_missing, "balanced": self.balanced, "complete": self.complete,
+            "unsupported_fields": dict(self.unsupported_fields),
         }
 
     def names_line(self) -> str:
-        """``unknown metrics kept: future_metric (2); unsupported: futureArray (1)``, or ''."""
+        """``unknown metrics kept: future_metric (2); unsupported: futureArray (1)``, or ''.
+
+        Points the target refused (``constraint_violation``) are named too: they are not in the
+        tables although the payload had them.
+        """
         parts = []
         if self.generic:
             parts.append("unknown metrics kept: " + ", ".join(f"{n} ({c})" for n, c in sorted(self.generic.items())))
         if self.unsupported:
             parts.append("unsupported: " + ", ".join(f"{n} ({c})" for n, c in sorted(self.unsupported.items())))
+        if self.unsupported_fields:
+            parts.append("fields the target lacks (unsupported_by_schema): " + ", ".join(
+                f"{n} ({c})" for n, c in sorted(self.unsupported_fields.items())))
+        if self.rejected.get(CONSTRAINT_VIOLATION):
+            parts.append(f"refused by the target's constraints: {self.rejected[CONSTRAINT_VIOLATION]} points")
         return "; ".join(parts)
 
 

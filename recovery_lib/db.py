@@ -89,6 +89,17 @@ def _with_driver(url: str | URL) -> URL:
     return parsed
 
 
+def bookkeeping_first(dbapi_connection: Any, _record: Any) -> None:
+    """Put this tool's own schema (``recovery``, on an existing database) first in the session's search_path.
+
+    PostgreSQL skips a schema that does not exist: on this project's own database nothing changes.
+    The role's own path stays behind it.
+    """
+    with dbapi_connection.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', 'recovery, ' || current_setting('search_path'), false)")
+    dbapi_connection.commit()
+
+
 def get_engine(url: str | None = None) -> Engine:
     """A cached SQLAlchemy engine for ``url`` (default: :func:`database_url`)."""
     url = url or database_url()
@@ -99,6 +110,7 @@ def get_engine(url: str | None = None) -> Engine:
             pool_pre_ping=True,
             connect_args={"application_name": "health-export-recovery"},
         )
+        sa.event.listen(_engines[url], "connect", bookkeeping_first)
     return _engines[url]
 
 

@@ -22,30 +22,35 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib.accounting import Accounting
+from recovery_lib.accounting import CONSTRAINT_VIOLATION, Accounting
 from recovery_lib.db import cursor
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import sql_plan, stored
 from recovery_lib.payload.parser import PARSER_VERSION, PayloadParser
-from recovery_lib.schema import METRIC_TABLES
-from recovery_lib.store import cache, ingestions
+from recovery_lib.schema import METRIC_TABLES, catalogue_bound
+from recovery_lib.store import cache, ingestions, rejections
 from recovery_lib.store.metric_rows import present_and_missing_values
+from recovery_lib.store.rejections import Adjustment
 
 _log = logging.getLogger(__name__)
 
 SQL_KEYS_MIN_BYTES = 64_000  # measured: 3,300 exports of 11 kB took 8.3 s parsed, 14 s listed in SQL
 CLOCK_DEPENDENT = "date_out_of_range"  # the one rejection whose answer can change as time passes
-_BITS = {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
 
 
-@dataclass(frozen=True)
+def _bits() -> dict[str, dict[str, int]]:
+    """Each table's checked columns as bits (of the tables bound now: the target's may lack some)."""
+    return {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
+
+
+@dataclass
 class TableCounts:
     expected: int = 0
     present: int = 0
@@ -160,8 +165,9 @@ def expected_keys(
     found: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}
     skip: list[int] = []
     listed_points = 0
-    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
-        use_sql = False
+    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES or not catalogue_bound():
+        use_sql = False  # the SQL listing knows the catalogue's tables only
+    all_bits = _bits()
     shaped: stored.Structure | None = None
     if use_sql:
         shaped = stored.structure(conn, ingestion_id)
@@ -175,7 +181,7 @@ def expected_keys(
             skip, listed_points = listed[2], listed[3]
     try:
         for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped)):
-            bits, columns = _BITS[row.table], 0
+            bits, columns = all_bits[row.table], 0
             for column in row.values:
                 columns |= bits.get(column, 0)
             table = found[row.table]
@@ -209,11 +215,30 @@ def count_against_rows(conn: Connection, user_id: str, expectation: Expectation)
     return tables
 
 
+def apply_refusals(tables: dict[str, TableCounts], accounting: Accounting, adjust: Mapping[str, Adjustment]) -> int:
+    """Count the points the target refused (``constraint_rejections``) as rejected, not missing; returns them.
+
+    A key none of whose points was written is not expected; a refused column NULL in a row that
+    exists is not a missing value; the points move from stored to rejected.
+    """
+    refused = 0
+    for name, change in adjust.items():
+        counts = tables.setdefault(name, TableCounts())
+        counts.expected -= change.keys
+        counts.present -= change.keys_present
+        counts.missing_values -= change.null_values
+        refused += change.points
+    if refused:
+        accounting.stored -= refused
+        accounting.rejected[CONSTRAINT_VIOLATION] = accounting.rejected.get(CONSTRAINT_VIOLATION, 0) + refused
+    return refused
+
+
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
     """Expected/present/missing-value counts per ingestion and table, joined in SQL against the cached keys."""
     # A table no payload expects a key in is left out of the joins: zero of zero.
     result: dict[str, dict[str, Any]] = {
-        r.id: {"tables": dict.fromkeys(METRIC_TABLES, TableCounts(0, 0, 0)), "rejected": 0, "accounting": None}
+        r.id: {"tables": {name: TableCounts() for name in METRIC_TABLES}, "rejected": 0, "accounting": None}
         for r in rows
     }
     if not rows:
@@ -224,6 +249,8 @@ def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
         result[str(ingestion_id)].update(rejected=rejected, accounting=accounting)
     items = [(r.id, r.user_id, r.sha) for r in rows]
     for name in cache.tables_with_keys(conn, [r.sha for r in rows], parser_version=PARSER_VERSION):
+        if not METRIC_TABLES[name].present:
+            continue
         for ingestion_id, expected, present, values in cache.counts(conn, items, name, parser_version=PARSER_VERSION):
             result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present, int(values))
     return result
@@ -263,7 +290,8 @@ def reconcile_window(
 def _reconcile_rows(
     conn: Connection, rows: list[Any], *, use_cache: bool, now: datetime | None
 ) -> list[IngestionReconciliation]:
-    use_cache = use_cache and bool(rows)
+    # The cache's column masks are the catalogue's: bound to another database, parse again.
+    use_cache = use_cache and bool(rows) and catalogue_bound()
     cached = cache.cached_hashes(conn, [r.sha for r in rows], parser_version=PARSER_VERSION) if use_cache else set()
     writable = use_cache and cache.writable(conn)
     direct: dict[str, Expectation] = {}
@@ -282,6 +310,7 @@ def _reconcile_rows(
     if written and not cache.analyze(conn):
         _log.debug("ANALYZE reconciliation_cache not permitted for this role; skipped")
     via_cache = _from_cache(conn, [r for r in rows if r.id not in direct]) if use_cache else {}
+    refused = rejections.adjustments(conn, [r.id for r in rows])
     results = []
     for r in rows:
         if r.id in direct:
@@ -292,6 +321,7 @@ def _reconcile_rows(
             cached_entry = via_cache[r.id]
             tables, rejected, parse_error = cached_entry["tables"], cached_entry["rejected"], None
             accounting = Accounting.of_dict(cached_entry["accounting"])
+        rejected += apply_refusals(tables, accounting, refused.get(r.id, {}))
         results.append(
             IngestionReconciliation(
                 r.id, r.user_id, r.status, r.created_at, r.payload_size_bytes, tables, rejected, parse_error,

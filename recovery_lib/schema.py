@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import catalogue
 from recovery_lib.catalogue.model import FLOAT, JSON, TEXT, TIMESTAMP, TableSpec
@@ -125,6 +125,31 @@ reconciliation_cache = sa.Table(
     sa.Column("accounting", JSONB),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
 )
+# The points the target refused (a CHECK, an integer range, an enum, NOT NULL): named rejections
+# ``constraint_violation``, one line per point of the ingestion's last recovery (or, rolled back,
+# its preview). Reconciliation reads them so a refused point counts as rejected, not as missing.
+# Keys and names only, never a value.
+constraint_rejections = sa.Table(
+    "constraint_rejections",
+    metadata,
+    sa.Column("ingestion_id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("point_index", sa.Integer, primary_key=True),
+    sa.Column("key_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("key_tag", sa.Text),  # a tagged table's tag, as text
+    sa.Column("constraint_name", sa.Text, nullable=False),
+    sa.Column("columns", sa.ARRAY(sa.Text), nullable=False, server_default="{}"),  # the columns the point fills
+    sa.Column("whole_row", sa.Boolean, nullable=False),  # no point of its key was written
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
+# This tool's own tables: on an existing database (the API's) they live in a schema of their own.
+BOOKKEEPING_SCHEMA = "recovery"
+BOOKKEEPING_TABLES = (recovery_log, reconciliation_cache, constraint_rejections)
+# The catalogue's table -> the Health Export API's name, where they differ (database/schema.sql).
+API_NAMES = {"workout_metrics": "workouts"}
+
 # What init_db changes in a reconciliation_cache created by an earlier version (its grants stay).
 # The cache is internal: these changes are not reported as added columns.
 _CACHE_RENAME = "ALTER TABLE reconciliation_cache RENAME COLUMN payload_hash TO payload_sha256"
@@ -143,6 +168,20 @@ class MetricTable:
     key: str  # the timestamp column of the natural key
     values: tuple[str, ...]  # every other column the payload can fill
     tag: str | None = None  # the column completing the natural key (user_id, key, tag), if any
+    # Bound to an existing database (recovery_lib.target.bind): the table holding it there ('' = name),
+    # whether there is one, and the columns whose type needs an explicit cast from text (enums).
+    relation: str = ""
+    present: bool = True
+    casts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sql_name(self) -> str:
+        """The table's name in SQL on the target (the API's ``workouts`` for ``workout_metrics``)."""
+        return self.relation or self.name
+
+    def cast(self, column: str) -> str:
+        """``::type`` for a column the target types as an enum, else ''."""
+        return next((f"::{kind}" for name, kind in self.casts if name == column), "")
 
     @property
     def table(self) -> sa.Table:
@@ -172,6 +211,52 @@ METRIC_TABLES: dict[str, MetricTable] = {
     spec.name: MetricTable(spec.name, spec.key, tuple(c.name for c in catalogue.table_columns(spec.name)), spec.tag)
     for spec in catalogue.TABLES.values()
 }
+CATALOGUE_TABLES: dict[str, MetricTable] = dict(METRIC_TABLES)  # as the catalogue defines them, never rebound
+
+
+def bind_metric_tables(bound: dict[str, MetricTable] | None) -> None:
+    """Point every module at the target's tables (``None``: the catalogue's own, this project's database).
+
+    In place: modules hold ``METRIC_TABLES`` itself. One target per process at a time.
+    """
+    METRIC_TABLES.update(bound or CATALOGUE_TABLES)
+
+
+def catalogue_bound() -> bool:
+    """Whether the metric tables are the catalogue's own (the SQL fast path and the cache assume it)."""
+    return all(METRIC_TABLES[name] is table for name, table in CATALOGUE_TABLES.items())
+
+
+def _relations(conn: Connection, schema: str) -> set[str]:
+    return set(conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')", {"schema": schema},
+    ).scalars())
+
+
+def is_existing_database(conn: Connection) -> bool:
+    """Whether the metric tables were made by someone else (the API): there are some, and no bookkeeping beside them.
+
+    A database with the API's ``users`` and ``raw_ingestions`` only is still this project's to
+    complete (``db init`` adds the metric tables), as it always was.
+    """
+    if "recovery_log" in _relations(conn, BOOKKEEPING_SCHEMA):
+        return True
+    public = _relations(conn, "public")
+    return "recovery_log" not in public and bool((set(METRIC_TABLES) | set(API_NAMES.values())) & public)
+
+
+def _init_bookkeeping(conn: Connection) -> list[str]:
+    """On an existing database: this tool's own schema and its bookkeeping tables, nothing else."""
+    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING_SCHEMA}")
+    conn.exec_driver_sql(f"SET LOCAL search_path = {BOOKKEEPING_SCHEMA}")
+    present = _relations(conn, BOOKKEEPING_SCHEMA)
+    created = []
+    for table in BOOKKEEPING_TABLES:
+        if table.name not in present:
+            table.create(conn)
+            created.append(f"{BOOKKEEPING_SCHEMA}.{table.name}")
+    return created
 
 
 def init_db(engine: Engine) -> list[str]:
@@ -179,10 +264,15 @@ def init_db(engine: Engine) -> list[str]:
 
     Safe to run any number of times: existing tables, columns and rows are left alone. The names
     returned are tables (``activity_metrics``) and added columns (``activity_metrics.walking_speed_m_per_s``).
+    On an existing database (:func:`is_existing_database`: the API's own) it creates only the schema
+    :data:`BOOKKEEPING_SCHEMA` and the bookkeeping tables in it (``recovery.recovery_log``, ...).
     """
     with engine.begin() as conn:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
+        if is_existing_database(conn):
+            return _init_bookkeeping(conn)
+        conn.exec_driver_sql("SET LOCAL search_path = public")  # this project's own tables: all in public
         existing = set(sa.inspect(conn).get_table_names())
         if reconciliation_cache.name in existing:
             columns = {c["name"] for c in sa.inspect(conn).get_columns(reconciliation_cache.name)}

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from recovery_lib import db, reconcile
+from recovery_lib import db, reconcile, target
 from recovery_lib.accounting import Accounting, total
 from recovery_lib.error_patterns import error_texts
 from recovery_lib.files import write_json
@@ -23,6 +23,7 @@ from recovery_lib.options import VerifyOptions
 from recovery_lib.redact import mask_url
 from recovery_lib.schema import VERIFIED_STATUSES
 from recovery_lib.store import ingestions
+from recovery_lib.target import target_line
 
 
 def headline(data: Mapping[str, Any]) -> str:
@@ -32,6 +33,7 @@ def headline(data: Mapping[str, Any]) -> str:
         f"{data.get('ingestions_checked', 0)} ingestions checked, {data.get('missing_metrics_total', 0)} rows missing, "
         f"{data.get('missing_values_total', 0)} values missing, "
         f"{len(data.get('recovery_failed') or [])} recovery_failed" + (f"; {names}" if names else "")
+        + target_line(data.get("target"))
     )
 
 
@@ -49,6 +51,7 @@ class VerificationReport:
     generated_at: str = ""
     accounting: Accounting = field(default_factory=Accounting)
     unsupported: list[dict[str, Any]] = field(default_factory=list)  # ingestions with points that have no table
+    target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
 
     @property
     def missing_metrics_total(self) -> int:
@@ -80,6 +83,7 @@ class VerificationReport:
             "recovery_failed": self.recovery_failed,
             "accounting": self.accounting.to_dict(),
             "unsupported": self.unsupported,
+            "target": self.target,
             "ok": self.ok,
         }
 
@@ -102,6 +106,7 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
     scope = {"since": options.since, "user_id": options.user_id}
     with engine.begin() as conn:
         report.generated_at = db.run(conn, "SELECT now()").scalar_one().isoformat()
+        report.target = target.bind(conn).to_dict()
         results = reconcile.reconcile_window(conn, **scope, statuses=list(VERIFIED_STATUSES))
         report.ingestions_checked = len(results)
         report.missing_by_table = reconcile.missing_by_table(results)

@@ -82,7 +82,7 @@ def _copy_merge(engine, user_id, rows):
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(metric_rows.staging_ddl(table))
-        metric_rows.copy_rows(cursor, table, rows)
+        metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows])
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
         return cursor.fetchone()
 
@@ -140,7 +140,7 @@ def test_staging_types_match_the_target_columns(engine, user):
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(metric_rows.staging_ddl(table))
         metric_rows.copy_rows(cursor, table, [(0, T0, {"ended_at": end, "workout_type": "Outdoor Run",
-                                                     "distance_meters": 5000.0})])
+                                                     "distance_meters": 5000.0}, "workouts", 0)])
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user})
         row = conn.execute(sa.text("SELECT ended_at, workout_type, distance_meters FROM workout_metrics")).one()
     assert tuple(row) == (end, "Outdoor Run", 5000.0)

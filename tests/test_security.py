@@ -52,6 +52,7 @@ RECOVER_GRANTS = [
     "GRANT UPDATE (processing_status, processing_errors, processed_at) ON raw_ingestions TO rr_recover",
     f"GRANT SELECT, INSERT, UPDATE ON {METRIC_TABLE_NAMES} TO rr_recover",
     "GRANT INSERT ON recovery_log TO rr_recover",
+    "GRANT SELECT, INSERT, DELETE ON constraint_rejections TO rr_recover",
 ]
 RECOVER_CACHE_GRANT = "GRANT INSERT ON reconciliation_cache TO rr_recover"  # optional
 

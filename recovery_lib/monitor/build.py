@@ -39,6 +39,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from recovery_lib import target
 from recovery_lib.accounting import Accounting
 from recovery_lib.db import run
 from recovery_lib.error_patterns import ERROR_CATEGORIES, categorize_processing_errors
@@ -122,6 +123,7 @@ def build_monitoring_report(
 
 def _build(conn: Connection, options: MonitorOptions, now: datetime | None) -> MonitoringReport:
     hours, deep_check, thresholds = options.hours, options.deep_check, options.thresholds
+    target.bind(conn)  # the deep check reads the target's own tables (the API's, on its database)
     now = (now or run(conn, "SELECT now()").scalar_one()).astimezone(UTC)
     since = now - timedelta(hours=hours)
     report = MonitoringReport(hours, now, since, deep_check, thresholds)

@@ -82,6 +82,8 @@ class Books:
         self.rejection_counts: collections.Counter[str] = collections.Counter()
         self.generic_points: collections.Counter[str] = collections.Counter()  # unknown name -> points kept
         self.unsupported: collections.Counter[str] = collections.Counter()  # name -> points with no place
+        # metric.column -> values dropped: a field the target database has no column for (not a point)
+        self.unsupported_fields: collections.Counter[str] = collections.Counter()
         self.points_seen = 0
         self.points_used = 0
         self.points_generic = 0
@@ -125,5 +127,6 @@ class Books:
             "rejection_counts": dict(self.rejection_counts),
             "generic_points": dict(self.generic_points),
             "unsupported": dict(self.unsupported),
+            "unsupported_fields": dict(self.unsupported_fields),
             "rejections": [r.to_dict() for r in self.rejections[:SUMMARY_REJECTIONS]],
         }

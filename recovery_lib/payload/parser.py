@@ -49,7 +49,7 @@ from typing import Any
 from recovery_lib import catalogue
 from recovery_lib.catalogue.model import ArraySpec, MetricSpec
 from recovery_lib.errors import PayloadError, Reject
-from recovery_lib.payload.books import PARSER_VERSION, Books, PartialRow, Rejection
+from recovery_lib.payload.books import MAX_NAME, PARSER_VERSION, Books, PartialRow, Rejection
 from recovery_lib.payload.entries import convert_entry, convert_series_point, series_of
 from recovery_lib.payload.fields import convert_generic, convert_simple
 from recovery_lib.payload.sleep import Segment, convert_segment, convert_sleep, is_segment, sessions
@@ -57,7 +57,7 @@ from recovery_lib.payload.source import iter_items, iter_object_items
 from recovery_lib.payload.values import EPOCH
 from recovery_lib.payload.values import text as _text
 from recovery_lib.payload.workouts import convert_workout
-from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.schema import METRIC_TABLES, catalogue_bound
 
 __all__ = [
     "PARSER_VERSION",
@@ -77,6 +77,8 @@ __all__ = [
 WORKOUTS = catalogue.WORKOUTS
 WORKOUT_TABLE = "workout_metrics"
 UNNAMED = "<unnamed>"
+GENERIC_TABLE = "other_metrics"
+UNSUPPORTED_BY_SCHEMA = "unsupported_by_schema"  # a catalogue field the target database has no column for
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -92,6 +94,37 @@ class PayloadParser(Books):
     """
 
     def rows(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PartialRow]:
+        """Drive ``items``: yield the rows the target can hold, record rejections (see :meth:`_rows`).
+
+        Bound to an existing database (:func:`recovery_lib.target.bind`), a row of a table it lacks,
+        or whose fields it lacks all, is a point ``unsupported`` under ``<metric>: unsupported_by_schema``;
+        a field it lacks is dropped and counted in ``unsupported_fields`` (``metric.column``). A row is
+        one point there: sleep, the one row of many segments, has its table in the API's schema.
+        """
+        if catalogue_bound():
+            yield from self._rows(items)
+            return
+        for row in self._rows(items):
+            table = METRIC_TABLES[row.table]
+            kept = {c: v for c, v in row.values.items() if c in table.values}
+            if table.present and any(c != "source_device" for c in kept):
+                for column in row.values.keys() - kept.keys():  # the point is stored, not these fields
+                    self.unsupported_fields[f"{row.metric}.{column}"[:MAX_NAME]] += 1
+                yield row if len(kept) == len(row.values) else PartialRow(row.table, row.key, kept, row.metric,
+                                                                          row.index)
+                continue
+            if row.table == GENERIC_TABLE:  # counted as generic when it was emitted
+                self.points_generic -= 1
+                name = row.metric[:MAX_NAME]
+                self.generic_points[name] -= 1
+                if self.generic_points[name] <= 0:
+                    del self.generic_points[name]
+            else:
+                self.points_used -= 1
+            self.rows_emitted -= 1
+            self._unsupported(f"{row.metric}: {UNSUPPORTED_BY_SCHEMA}")
+
+    def _rows(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PartialRow]:
         """Drive ``items``: yield rows, record rejections.
 
         Raises :class:`PayloadError` (``empty_payload``) at the end when there was no metric and

@@ -117,7 +117,7 @@ def _row_of(table: MetricTable, keys: str) -> str:
     planned with the table outside (the user "has no rows") and scan the keys once per row,
     which took more than 10 minutes for a 200 MB payload (``make bench`` #2).
     """
-    return (f"(SELECT t.ctid FROM {table.name} t WHERE t.user_id = %(user_id)s "
+    return (f"(SELECT t.ctid FROM {table.sql_name} t WHERE t.user_id = %(user_id)s "
             f"AND t.{table.key} = {keys}.key LIMIT 1)")
 
 
@@ -127,7 +127,7 @@ def _rows_in_range(cursor: Any, table: MetricTable, metrics: Sequence[PlannedMet
     if not dates:
         return False
     cursor.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {table.name} WHERE user_id = %(user_id)s AND {table.key} "
+        f"SELECT EXISTS (SELECT 1 FROM {table.sql_name} WHERE user_id = %(user_id)s AND {table.key} "
         f"BETWEEN (SELECT min(d::timestamptz) FROM unnest(%(dates)s::text[]) d) "
         f"AND (SELECT max(d::timestamptz) FROM unnest(%(dates)s::text[]) d))",
         {"user_id": user_id, "dates": dates},
@@ -147,7 +147,7 @@ def _fill_keys(
     cursor.execute(
         f"INSERT INTO {KEYS_TABLE} (key, pre_ctid) SELECT k.key, t.ctid FROM "
         f"(SELECT DISTINCT d::timestamptz AS key FROM ({dates}) s WHERE d IS NOT NULL) k "
-        f"LEFT JOIN {table.name} t ON t.user_id = %(user_id)s AND t.{table.key} = k.key",
+        f"LEFT JOIN {table.sql_name} t ON t.user_id = %(user_id)s AND t.{table.key} = k.key",
         {"user_id": user_id, "ingestion_id": plan.ingestion_id},
     )
 
@@ -178,7 +178,7 @@ def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: boo
             f"FROM ({union}) s GROUP BY key"
         )
     insert = (
-        f"INSERT INTO {table.name} AS t (user_id, {table.key}, {', '.join(columns)}) "
+        f"INSERT INTO {table.sql_name} AS t (user_id, {table.key}, {', '.join(columns)}) "
         f"SELECT %(user_id)s, * FROM ({source}) rows"
     )
     if not merge:

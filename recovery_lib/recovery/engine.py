@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import backups, db, discovery
+from recovery_lib import backups, db, discovery, target
 from recovery_lib.db import describe_error, is_connection_lost, run
 from recovery_lib.discovery import Candidate
 from recovery_lib.errors import RecoveryAborted
@@ -88,6 +88,8 @@ def run_recovery(
     )
     # The guide's first pre-recovery step: are backups current? Reported (and warned about), never a stop.
     report.backups = backups.check(engine).to_dict()
+    with engine.begin() as conn:  # what of the catalogue the target can hold (unsupported_by_schema)
+        report.target = target.bind(conn).to_dict()
     candidates = _discover_with_retries(engine, options, report)
     report.discovered = len(candidates)
     _log.info("run %s: %d candidates (%s)", run_id[:8], len(candidates), "dry run" if options.dry_run else "recover")
@@ -166,6 +168,7 @@ def _process_all(
         engine.url, pool_size=jobs, max_overflow=1, pool_pre_ping=True,
         connect_args={"application_name": "health-export-recovery"},
     )
+    sa.event.listen(pool, "connect", db.bookkeeping_first)  # the bookkeeping's schema, as every engine's
     stop = threading.Event()
     lock = threading.Lock()
     bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",

@@ -17,11 +17,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from recovery_lib import reconcile
+from recovery_lib.accounting import CONSTRAINT_VIOLATION
 from recovery_lib.checksums import checksum_matches
 from recovery_lib.db import describe_error, run
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.recovery.writes import merge_payload
-from recovery_lib.store import ingestions, recovery_log
+from recovery_lib.store import ingestions, recovery_log, rejections
 from recovery_lib.store.metric_rows import TableReport
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout or pg_cancel_backend
@@ -57,8 +58,12 @@ def _checksum_state(options: RecoveryOptions, stored: str | None, computed: str)
 def preview_one(
     conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport, worker: str,
 ) -> IngestionOutcome:
+    if report.constraints_checkable is None:
+        with conn.begin():
+            report.constraints_checkable = rejections.trial_allowed(conn)
     with conn.begin() as tx:
-        run(conn, "SET TRANSACTION READ ONLY")
+        if not report.constraints_checkable:
+            run(conn, "SET TRANSACTION READ ONLY")
         outcome = new_outcome(candidate, worker, "would_recover")
         claim_row = claim(conn, candidate, options, lock=False)
         if claim_row is None:
@@ -68,12 +73,21 @@ def preview_one(
         if outcome.checksum == "mismatched":
             outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
             return outcome
+        outcome.constraints_checked = report.constraints_checkable
+        if report.constraints_checkable:
+            _trial(conn, candidate, options, report, outcome)
         expectation = reconcile.expected_keys(
             conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",
             payload_size=candidate.payload_size_bytes,
         )
-        outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
         counted = reconcile.count_against_rows(conn, candidate.user_id, expectation)
+        # The refusals just found (or, read only, the last recovery's) count as rejected, not missing.
+        refused = reconcile.apply_refusals(counted, expectation.accounting, rejections.adjustments(
+            conn, [candidate.ingestion_id]).get(candidate.ingestion_id, {}))
+        outcome.rejection_counts = dict(expectation.rejection_counts)
+        if refused:
+            outcome.rejection_counts[CONSTRAINT_VIOLATION] = refused
+        outcome.rejected_points = expectation.rejected_points + refused
         for name, counts in counted.items():
             outcome.tables[name] = TableReport(expected=counts.expected, present_before=counts.present,
                                                present_after=counts.present)
@@ -81,12 +95,30 @@ def preview_one(
         outcome.set_accounting(expectation.accounting)
         if expectation.parse_error:
             outcome.outcome, outcome.failure_category = "would_fail", expectation.parse_error
-        elif expectation.rejected_points:
+        elif outcome.rejected_points:
             outcome.outcome, outcome.failure_category = "would_fail", "rejected_points"
         elif expectation.accounting.unsupported:
             outcome.outcome, outcome.failure_category = "would_fail", "unsupported_points"
         tx.rollback()
     return outcome
+
+
+def _trial(
+    conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport,
+    outcome: IngestionOutcome,
+) -> None:
+    """Write the rows under a savepoint that is rolled back, to learn which ones the target refuses.
+
+    The refusals go into ``constraint_rejections`` within the preview's transaction, which is
+    rolled back too: the preview writes nothing.
+    """
+    scratch = new_outcome(candidate, outcome.worker or "", "would_recover")
+    run(conn, "SAVEPOINT preview_trial")
+    merge_payload(conn, candidate, scratch, options.batch_config, options.insert_method, report.started_at)
+    run(conn, "ROLLBACK TO SAVEPOINT preview_trial")
+    outcome.refusals = scratch.refusals
+    outcome.constraint_search_statements = scratch.constraint_search_statements
+    rejections.replace(conn, candidate.ingestion_id, report.run_id, scratch.refusals)
 
 
 def logged_outcome(conn: Connection, run_id: str, ingestion_id: str) -> str | None:
@@ -150,6 +182,7 @@ def _recover(
             failure = merge_payload(
                 conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at
             )
+            rejections.replace(conn, candidate.ingestion_id, report.run_id, outcome.refusals)
             if failure:
                 _fail(outcome, *failure)
         _finish(conn, outcome, report.run_id)

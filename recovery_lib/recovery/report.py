@@ -19,8 +19,10 @@ from typing import Any
 
 from recovery_lib.accounting import Accounting, total
 from recovery_lib.files import create_new_json
+from recovery_lib.recovery.refusals import Refusal
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store.metric_rows import TableReport
+from recovery_lib.target import target_line
 
 __all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
 
@@ -46,6 +48,7 @@ def headline(data: Mapping[str, Any]) -> str:
             f"{data.get('rows_inserted_total', 0)} rows inserted, {data.get('recovery_failed', 0)} failed, "
             f"{data.get('missing_after_total', 0)} rows still missing{names}"
         )
+    line += target_line(data.get("target"))
     warning = (data.get("backups") or {}).get("warning")
     return f"{line}; WARNING: {warning}" if warning else line
 
@@ -73,6 +76,11 @@ class IngestionOutcome:
     # Values NULL in existing rows although the payload has them, as reconciliation found them
     # (discovery for silent loss, the dry run for every candidate); None when not reconciled.
     missing_values_before: int | None = None
+    # Points the target refused (recovery.refusals: table, constraint, metric, index; never a value),
+    # the merges the search for them tried, and (a preview) whether the target was asked at all.
+    refusals: list[Refusal] = field(default_factory=list)
+    constraint_search_statements: int = 0
+    constraints_checked: bool | None = None
     committing: bool = field(default=False, repr=False)  # its COMMIT was sent (not reported)
 
     @property
@@ -91,6 +99,7 @@ class IngestionOutcome:
         data = asdict(self)
         data.pop("committing")
         data["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
+        data["refusals"] = [r.to_dict() for r in self.refusals]  # without the key
         data["rows_inserted"] = self.rows_inserted
         data["accounting"] = self.accounting.to_dict()
         return data
@@ -108,6 +117,9 @@ class RecoveryReport:
     aborted: str | None = None  # why the run stopped early, if it did
     discovered: int | None = None  # candidates found; more than ingestions when a run stops early
     backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
+    # A preview: whether this role may try the writes (rolled back) to learn the target's refusals.
+    constraints_checkable: bool | None = None
+    target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -152,6 +164,7 @@ class RecoveryReport:
             "database": self.database,
             "aborted": self.aborted,
             "backups": self.backups,
+            "target": self.target,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),

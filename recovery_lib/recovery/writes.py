@@ -24,9 +24,11 @@ from recovery_lib.batching import BatchConfig
 from recovery_lib.db import cursor as new_cursor
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import sql_plan, sql_write, stored
+from recovery_lib.payload.books import PartialRow
 from recovery_lib.payload.parser import PayloadParser, merge_rows
+from recovery_lib.recovery import refusals
 from recovery_lib.recovery.report import IngestionOutcome
-from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.schema import METRIC_TABLES, MetricTable, catalogue_bound
 from recovery_lib.store import metric_rows
 from recovery_lib.store.metric_rows import TableReport
 
@@ -54,7 +56,9 @@ def merge_payload(
                          outcome, config)
         else:
             shaped = stored.structure(conn, candidate.ingestion_id)
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped.ok else None
+            # The SQL fast path writes the catalogue's tables only: on another database the parser does it all.
+            sql_ok = method == "sql" and shaped.ok and catalogue_bound()
+            written = _sql_path(conn, candidate, parser.latest) if sql_ok else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
                                         known_structure=shaped)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)
@@ -65,9 +69,16 @@ def merge_payload(
     except PayloadError as exc:
         outcome.tables = {}
         return exc.category, exc.message
-    outcome.rejection_counts = dict(parser.rejection_counts)
-    outcome.rejected_points = sum(parser.rejection_counts.values())
-    outcome.set_accounting(Accounting.of_parser(parser.summary()), sql_points)
+    counts = Counter(parser.rejection_counts)
+    accounting = Accounting.of_parser(parser.summary())
+    if outcome.refusals:  # stored by the parser's books, refused by the target
+        refused = len(outcome.refusals)
+        counts[refusals.CATEGORY] += refused
+        accounting.stored -= refused
+        accounting.rejected[refusals.CATEGORY] = accounting.rejected.get(refusals.CATEGORY, 0) + refused
+    outcome.rejection_counts = dict(counts)
+    outcome.rejected_points = sum(counts.values())
+    outcome.set_accounting(accounting, sql_points)
     return failure_of(outcome)
 
 
@@ -110,7 +121,7 @@ def _copy_path(
     outcome: IngestionOutcome, config: BatchConfig,
 ) -> None:
     cursor = new_cursor(conn)
-    buffers: dict[str, list[tuple[int, datetime, dict[str, Any]]]] = {name: [] for name in METRIC_TABLES}
+    buffers: dict[str, list[tuple[int, datetime, dict[str, Any], str, int]]] = {name: [] for name in METRIC_TABLES}
     limits = {name: config.chunk_size(name) for name in METRIC_TABLES}  # looked up once, not per row
     staged: Counter[str] = Counter()
 
@@ -124,7 +135,7 @@ def _copy_path(
 
     for seq, row in enumerate(parser.rows(items)):
         buffer = buffers[row.table]
-        buffer.append((seq, row.key, row.values))
+        buffer.append((seq, row.key, row.values, row.metric, row.index))
         if len(buffer) >= limits[row.table]:
             stage(row.table)
     for name in METRIC_TABLES:
@@ -135,25 +146,90 @@ def _copy_path(
             continue
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         expected, before = cursor.fetchone()
-        cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
-        inserted, filled = cursor.fetchone()
+        search = refusals.Search(cursor, name)
+        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id, expected))
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         _, after = cursor.fetchone()
-        outcome.tables[name] = TableReport(expected, before, inserted, filled, after)
+        outcome.tables[name] = _report(conn, user_id, search, outcome, TableReport(expected, before, inserted,
+                                                                                   filled, after))
     cursor.close()
+
+
+def _staged_merges(cursor: Any, table: MetricTable, user_id: str, size: int) -> tuple[Any, Any, Any]:
+    """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
+
+    def merge_range(lo: int, n: int) -> tuple[int, int]:
+        if lo == 0 and n >= size:  # the first try, all keys: no ranking of the staged keys
+            cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
+        else:
+            cursor.execute(metric_rows.merge_sql(table, "range"), {"user_id": user_id, "lo": lo, "n": n})
+        return cursor.fetchone()
+
+    def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
+        cursor.execute(metric_rows.staged_points_sql(table), {"lo": i, "n": 1})
+        found = []
+        for key, tag, seq, metric, idx, *flags in cursor.fetchall():
+            columns = tuple(c for c, filled in zip(table.checked, flags, strict=False) if filled)
+            found.append(((key, tag) if table.tag else key, refusals.Point(seq, metric, idx, columns)))
+        return found
+
+    def merge_point(point: refusals.Point) -> tuple[int, int]:
+        cursor.execute(metric_rows.merge_sql(table, "seq"), {"user_id": user_id, "seq": point.ref})
+        return cursor.fetchone()
+
+    return merge_range, points_at, merge_point
+
+
+def _report(conn: Connection, user_id: str, search: refusals.Search, outcome: IngestionOutcome,
+            counted: TableReport) -> TableReport:
+    """The table's counts without the keys the target refused whole (rejected, not expected); the refusals
+    go to the outcome."""
+    if not search.refusals:
+        return counted
+    outcome.refusals.extend(search.refusals)
+    outcome.constraint_search_statements += search.statements
+    present = metric_rows.count_present(conn, user_id, search.table, search.whole_keys)  # untouched by the merge
+    refused = len(search.whole_keys)
+    return TableReport(counted.expected - refused, counted.present_before - present, counted.inserted,
+                       counted.filled, counted.present_after - present)
 
 
 def _insert_path(
     conn: Connection, user_id: str, parser: PayloadParser, items: Any,
     outcome: IngestionOutcome, config: BatchConfig,
 ) -> None:
-    merged = merge_rows(parser.rows(items))
+    points: dict[str, dict[Any, list[PartialRow]]] = {name: {} for name in METRIC_TABLES}
+    for row in parser.rows(items):
+        points[row.table].setdefault(row.key, []).append(row)  # the points of each row, for the refusal search
     cursor = new_cursor(conn)
     for name, table in METRIC_TABLES.items():
-        rows = merged.get(name, {})
+        rows = merge_rows(p for found in points[name].values() for p in found).get(name, {})
         keys = sorted(rows)
         before = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
-        inserted, filled = metric_rows.insert_rows(cursor, table, user_id, rows, config.chunk_size(name))
+        search = refusals.Search(cursor, name)
+        inserted, filled = search.merge(len(keys), *_row_merges(cursor, table, user_id, keys, rows, points[name],
+                                                                config.chunk_size(name)))
         after = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
-        outcome.tables[name] = TableReport(len(keys), before, inserted, filled, after)
+        outcome.tables[name] = _report(conn, user_id, search, outcome,
+                                       TableReport(len(keys), before, inserted, filled, after))
     cursor.close()
+
+
+def _row_merges(
+    cursor: Any, table: MetricTable, user_id: str, keys: list[Any], rows: dict[Any, dict[str, object]],
+    points: dict[Any, list[PartialRow]], chunk_size: int,
+) -> tuple[Any, Any, Any]:
+    """The refusal search's three merges over merged rows in key order: a range of keys, a key's points, one point."""
+
+    def merge_range(lo: int, n: int) -> tuple[int, int]:
+        return metric_rows.insert_rows(cursor, table, user_id, {k: rows[k] for k in keys[lo:lo + n]}, chunk_size)
+
+    def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
+        key = keys[i]
+        return [(key, refusals.Point(row, row.metric, row.index, tuple(c for c in table.checked if c in row.values)))
+                for row in points[key]]
+
+    def merge_point(point: refusals.Point) -> tuple[int, int]:
+        return metric_rows.insert_rows(cursor, table, user_id, {point.ref.key: point.ref.values}, chunk_size)
+
+    return merge_range, points_at, merge_point

@@ -132,7 +132,7 @@ def counts(conn: Connection, items: Sequence[tuple[str, str, str]], table: str, 
         f"AND c.table_name = %(t)s AND cardinality(c.expected_keys) > 0 "
         f"CROSS JOIN LATERAL (SELECT count(m.user_id) AS present, "
         f"coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) AS missing_values "
-        f"FROM {keys} LEFT JOIN {t.name} m ON m.user_id = x.user_id AND {match}) p",
+        f"FROM {keys} LEFT JOIN {t.sql_name} m ON m.user_id = x.user_id AND {match}) p",
         {"v": parser_version, "t": table, "ids": [i[0] for i in items], "users": [i[1] for i in items],
          "shas": [i[2] for i in items]},
     ).all()

@@ -97,7 +97,7 @@ def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[Key
         present += run(
             conn,
             f"SELECT count(*) FROM {source} "
-            f"WHERE EXISTS (SELECT 1 FROM {t.name} m WHERE m.user_id = %(user_id)s AND {match})",
+            f"WHERE EXISTS (SELECT 1 FROM {t.sql_name} m WHERE m.user_id = %(user_id)s AND {match})",
             {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "user_id": user_id},
         ).scalar_one()
     return present
@@ -131,7 +131,7 @@ def present_and_missing_values(
         got_present, got_missing = run(
             conn,
             f"SELECT count(m.user_id), coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) "
-            f"FROM {source} LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}",
+            f"FROM {source} LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND {match}",
             {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "filled": list(filled[start : start + UNNEST_CHUNK]),
              "user_id": user_id},
         ).one()
@@ -173,9 +173,10 @@ def _staged_key(t: MetricTable) -> list[str]:
 def staging_ddl(t: MetricTable) -> str:
     tag = f", tag {pg_type(t, t.tag)} NOT NULL" if t.tag else ""
     cols = ", ".join(f"{c} {pg_type(t, c)}" for c in t.values)
+    # metric and idx name each staged point, should the target refuse its row (recovery.refusals).
     return (
         f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(t)} "
-        f"(seq bigint NOT NULL, key timestamptz NOT NULL{tag}, {cols}) ON COMMIT DELETE ROWS"
+        f"(seq bigint NOT NULL, key timestamptz NOT NULL{tag}, {cols}, metric text, idx int) ON COMMIT DELETE ROWS"
     )
 
 
@@ -190,20 +191,41 @@ def pg_type(t: MetricTable, column: str) -> str:
     return "double precision"
 
 
-def merge_sql(t: MetricTable) -> str:
-    """INSERT the staged rows of one ingestion; returns one row per inserted or filled row."""
+def _key_range(t: MetricTable) -> str:
+    """The staged keys ``%(lo)s`` to ``%(lo)s + %(n)s - 1`` in key order (the refusal search's halves)."""
+    staged = ", ".join(_staged_key(t))
+    return (f"({staged}) IN (SELECT {staged} FROM (SELECT DISTINCT {staged} FROM {staging_name(t)}) d "
+            f"ORDER BY {staged} OFFSET %(lo)s LIMIT %(n)s)")
+
+
+def merge_sql(t: MetricTable, part: str | None = None) -> str:
+    """INSERT the staged rows of one ingestion; returns one row per inserted or filled row.
+
+    ``part``: all staged rows (None), a range of keys (``range``: ``%(lo)s``, ``%(n)s``) or one
+    staged point (``seq``: ``%(seq)s``), for :mod:`recovery_lib.recovery.refusals`.
+    """
     picks = ", ".join(
-        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]" for c in t.values
+        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]{t.cast(c)}" for c in t.values
     )
     sets, changed = update_clause(t)
     staged = ", ".join(_staged_key(t))
+    where = {None: "", "range": f" WHERE {_key_range(t)}", "seq": " WHERE seq = %(seq)s"}[part]
     return (
-        f"WITH merged AS (INSERT INTO {t.name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
-        f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)} GROUP BY {staged} ORDER BY {staged} "
+        f"WITH merged AS (INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
+        f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)}{where} GROUP BY {staged} ORDER BY {staged} "
         f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
         f"RETURNING (xmax = 0) AS inserted) "
         f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
     )
+
+
+def staged_points_sql(t: MetricTable) -> str:
+    """The staged points of key number ``%(lo)s`` (key order): key, tag, seq, metric, idx, then one
+    flag per checked column (whether the point fills it), in payload order."""
+    tag = "tag" if t.tag else "NULL"
+    flags = ", ".join(f"{c} IS NOT NULL" for c in t.checked) or "true"
+    return (f"SELECT key, {tag}, seq, metric, idx, {flags} FROM {staging_name(t)} "
+            f"WHERE {_key_range(t)} ORDER BY seq")
 
 
 def staged_counts_sql(t: MetricTable) -> str:
@@ -212,7 +234,7 @@ def staged_counts_sql(t: MetricTable) -> str:
                                                                                 strict=True))
     return (
         f"SELECT count(*), count(m.{t.key}) FROM (SELECT DISTINCT {', '.join(_staged_key(t))} "
-        f"FROM {staging_name(t)}) s LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}"
+        f"FROM {staging_name(t)}) s LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND {match}"
     )
 
 
@@ -234,20 +256,21 @@ def key_columns(t: MetricTable, key: Key) -> list[Any]:
     return [key[0], key[1]] if t.tag else [key]
 
 
-def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any]]]) -> int:
-    """COPY ``(seq, key, values)`` rows into the table's staging table; returns rows written.
+def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any], str, int]]) -> int:
+    """COPY ``(seq, key, values, metric, index)`` rows into the table's staging table; returns rows written.
 
     JSON values arrive as JSON text (the parser serialises them), like every other text.
     """
     buffer = io.StringIO()
     count = 0
-    for seq, key, values in rows:
+    for seq, key, values, metric, index in rows:
         parts = [_copy_text(part) for part in key_columns(t, key)]
-        buffer.write("\t".join([str(seq), *parts, *(_copy_text(values.get(c)) for c in t.values)]) + "\n")
+        buffer.write("\t".join([str(seq), *parts, *(_copy_text(values.get(c)) for c in t.values),
+                                _copy_text(metric), str(index)]) + "\n")
         count += 1
     if count:
         buffer.seek(0)
-        columns = ", ".join(["seq", *_staged_key(t), *t.values])
+        columns = ", ".join(["seq", *_staged_key(t), *t.values, "metric", "idx"])
         cursor.copy_expert(f"COPY {staging_name(t)} ({columns}) FROM STDIN", buffer)
     return count
 
@@ -280,7 +303,7 @@ def insert_rows(
                 names.append(f"%(r{row}_{column})s")
             tuples.append(f"({', '.join(names)})")
         sql = (
-            f"WITH merged AS (INSERT INTO {t.name} AS t ({', '.join(columns)}) VALUES "
+            f"WITH merged AS (INSERT INTO {t.sql_name} AS t ({', '.join(columns)}) VALUES "
             + ", ".join(tuples)
             + f" ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
             "RETURNING (xmax = 0) AS inserted) "

@@ -1,0 +1,195 @@
+"""A database built the way the Health Export API builds its own: ``users``, ``raw_ingestions`` and five metric tables.
+
+Our own DDL of a subset of ``database/schema.sql`` (Ladvien/self-sensored): the same table and
+column names, types (INTEGER heart rates and minutes, NUMERIC percentages, enums), CHECK
+constraints with their names, UNIQUE keys and ``ON DELETE CASCADE``. ``uuid_generate_v4()`` comes
+from ``uuid-ossp`` there; the embedded test server has no contrib extensions, so a function of that
+name stands in. :func:`catalog_definitions` dumps what ``db init`` and a recovery must never change.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from recovery_lib import schema
+
+API_TABLES = ("users", "raw_ingestions", "heart_rate_metrics", "blood_pressure_metrics", "sleep_metrics",
+              "activity_metrics", "workouts")
+
+API_DDL = """
+CREATE OR REPLACE FUNCTION uuid_generate_v4() RETURNS uuid LANGUAGE sql VOLATILE AS 'SELECT gen_random_uuid()';
+CREATE TYPE activity_context AS ENUM ('resting', 'walking', 'running', 'cycling', 'exercise', 'sleeping',
+    'sedentary', 'active', 'post_meal', 'stressed', 'recovery');
+CREATE TYPE workout_type AS ENUM ('american_football', 'archery', 'australian_football', 'badminton', 'baseball',
+    'basketball', 'bowling', 'boxing', 'climbing', 'cross_training', 'curling', 'cycling', 'dance',
+    'dance_inspired_training', 'elliptical', 'equestrian_sports', 'fencing', 'fishing',
+    'functional_strength_training', 'golf', 'gymnastics', 'handball', 'hiking', 'hockey', 'hunting', 'lacrosse',
+    'martial_arts', 'mind_and_body', 'mixed_metabolic_cardio_training', 'paddle_sports', 'play',
+    'preparation_and_recovery', 'racquetball', 'rowing', 'rugby', 'running', 'sailing', 'skating_sports',
+    'snow_sports', 'soccer', 'softball', 'squash', 'stair_climbing', 'surfing_sports', 'swimming', 'table_tennis',
+    'tennis', 'track_and_field', 'traditional_strength_training', 'volleyball', 'walking', 'water_fitness',
+    'water_polo', 'water_sports', 'wrestling', 'yoga', 'barre', 'core_training', 'cross_country_skiing',
+    'downhill_skiing', 'flexibility', 'hiit', 'jump_rope', 'kickboxing', 'pilates', 'snowboarding', 'stairs',
+    'step_training', 'wheelchair_walk_pace', 'wheelchair_run_pace', 'tai_chi', 'mixed_cardio', 'hand_cycling',
+    'disc_sports', 'fitness_gaming', 'strength_training', 'sports', 'other');
+CREATE TABLE users (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    email VARCHAR(255) UNIQUE NOT NULL,
+    apple_health_id VARCHAR(255) UNIQUE,
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    is_active BOOLEAN DEFAULT true,
+    metadata JSONB DEFAULT '{}'::jsonb
+);
+CREATE TABLE raw_ingestions (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    processing_job_id UUID,
+    payload_hash VARCHAR(64) NOT NULL,
+    payload_size_bytes INTEGER NOT NULL,
+    raw_payload JSONB NOT NULL,
+    processing_status VARCHAR(50) DEFAULT 'pending',
+    processing_errors JSONB,
+    processed_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX idx_raw_ingestions_user_id ON raw_ingestions(user_id);
+CREATE INDEX idx_raw_ingestions_created_at ON raw_ingestions(created_at);
+CREATE INDEX idx_raw_ingestions_processing_status ON raw_ingestions(processing_status);
+CREATE TABLE heart_rate_metrics (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    heart_rate INTEGER,
+    resting_heart_rate INTEGER,
+    heart_rate_variability DOUBLE PRECISION,
+    walking_heart_rate_average INTEGER,
+    heart_rate_recovery_one_minute INTEGER,
+    atrial_fibrillation_burden_percentage NUMERIC(5,2),
+    vo2_max_ml_kg_min NUMERIC(5,2),
+    context activity_context,
+    source_device VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(user_id, recorded_at),
+    CONSTRAINT chk_walking_hr_range CHECK (walking_heart_rate_average IS NULL
+        OR walking_heart_rate_average BETWEEN 60 AND 200),
+    CONSTRAINT chk_hr_recovery_range CHECK (heart_rate_recovery_one_minute IS NULL
+        OR heart_rate_recovery_one_minute BETWEEN 0 AND 100),
+    CONSTRAINT chk_afib_burden_range CHECK (atrial_fibrillation_burden_percentage IS NULL
+        OR atrial_fibrillation_burden_percentage BETWEEN 0.00 AND 100.00),
+    CONSTRAINT chk_vo2_max_range CHECK (vo2_max_ml_kg_min IS NULL OR vo2_max_ml_kg_min BETWEEN 14.00 AND 65.00)
+);
+CREATE INDEX idx_heart_rate_user_recorded ON heart_rate_metrics(user_id, recorded_at DESC);
+CREATE TABLE blood_pressure_metrics (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    systolic INTEGER NOT NULL,
+    diastolic INTEGER NOT NULL,
+    pulse INTEGER,
+    source_device VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(user_id, recorded_at)
+);
+CREATE TABLE sleep_metrics (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    sleep_start TIMESTAMPTZ NOT NULL,
+    sleep_end TIMESTAMPTZ NOT NULL,
+    duration_minutes INTEGER,
+    deep_sleep_minutes INTEGER,
+    rem_sleep_minutes INTEGER,
+    light_sleep_minutes INTEGER,
+    awake_minutes INTEGER,
+    efficiency DOUBLE PRECISION,
+    source_device VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(user_id, sleep_start)
+);
+CREATE TABLE activity_metrics (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    step_count INTEGER,
+    distance_meters DOUBLE PRECISION,
+    flights_climbed INTEGER,
+    active_energy_burned_kcal DOUBLE PRECISION,
+    basal_energy_burned_kcal DOUBLE PRECISION,
+    distance_cycling_meters DOUBLE PRECISION CHECK (distance_cycling_meters IS NULL OR distance_cycling_meters >= 0.0),
+    push_count INTEGER CHECK (push_count IS NULL OR push_count >= 0),
+    apple_exercise_time_minutes INTEGER CHECK (apple_exercise_time_minutes IS NULL OR apple_exercise_time_minutes >= 0),
+    apple_stand_hour_achieved BOOLEAN DEFAULT false,
+    walking_asymmetry_percent DOUBLE PRECISION CHECK (walking_asymmetry_percent IS NULL
+        OR (walking_asymmetry_percent >= 0.0 AND walking_asymmetry_percent <= 100.0)),
+    source_device VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(user_id, recorded_at)
+);
+CREATE TABLE workouts (
+    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    workout_type workout_type NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    ended_at TIMESTAMPTZ NOT NULL,
+    total_energy_kcal DOUBLE PRECISION,
+    active_energy_kcal DOUBLE PRECISION,
+    distance_meters DOUBLE PRECISION,
+    avg_heart_rate INTEGER,
+    max_heart_rate INTEGER,
+    source_device VARCHAR(255),
+    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(user_id, started_at)
+);
+CREATE INDEX idx_workouts_user_started ON workouts(user_id, started_at DESC);
+"""
+
+
+def create_api_database(engine: Engine) -> None:
+    """Replace this project's tables in ``public`` by the API's tables above."""
+    schema.drop_all(engine)
+    drop_api_database(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(API_DDL)
+
+
+def drop_api_database(engine: Engine) -> None:
+    """Drop the API's objects and this tool's schema (``public`` itself and its privileges stay)."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS recovery CASCADE")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(reversed(API_TABLES))} CASCADE")
+        conn.exec_driver_sql("DROP TYPE IF EXISTS activity_context, workout_type")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS uuid_generate_v4()")
+
+
+def catalog_definitions(engine: Engine) -> dict[str, list[tuple]]:
+    """The API tables' definitions as pg_catalog holds them: columns, constraints, indexes, triggers."""
+    names = list(API_TABLES)
+    with engine.connect() as conn:
+        def rows(sql: str) -> list[tuple]:
+            return [tuple(r) for r in conn.execute(sa.text(sql), {"names": names}).all()]
+
+        return {
+            "columns": rows(
+                "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+                "AND d.adnum = a.attnum WHERE n.nspname = 'public' AND c.relname = ANY(:names) AND a.attnum > 0 "
+                "AND NOT a.attisdropped ORDER BY 1, 2"),
+            "constraints": rows(
+                "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k "
+                "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
+            "indexes": rows(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                "AND tablename = ANY(:names) ORDER BY 1, 2"),
+            "triggers": rows(
+                "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
+            "tables": rows(
+                "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1, 2"),
+            "types": rows(
+                "SELECT t.typname, e.enumsortorder, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                "ORDER BY 1, 2"),
+        }
