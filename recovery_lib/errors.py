@@ -9,6 +9,8 @@ What a caller may catch and what it means:
 * :class:`RecoveryAborted`: the run stopped early (the database stayed unreachable); it carries
   the report of what was done.
 * :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
+* :class:`UndoRefused`: ``recover undo`` will not revert a run (unknown run, no journal, or a later
+  change depends on its rows); it carries the undo report naming the rows and ingestions.
 
 Signals used inside the package (never reach a caller): :class:`Reject` (one point cannot become
 a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming) and
@@ -77,3 +79,11 @@ class RecoveryAborted(RuntimeError):
 
 class IncidentExistsError(RuntimeError):
     """The database already holds ingestions: a second incident would blur the ground truth."""
+
+
+class UndoRefused(RuntimeError):
+    """An undo that will not (or did not fully) revert its run; ``report`` says which rows and why."""
+
+    def __init__(self, message: str, report: Any = None):
+        super().__init__(message)
+        self.report = report  # a recovery.undo_report.UndoReport, or None when the run is unknown

@@ -228,3 +228,25 @@ class ReviewOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"weeks": self.weeks, "runs_dir": self.runs_dir}
+
+
+# --- undoing a recovery run ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UndoOptions:
+    """Which recovery run ``recover undo`` reverts, and whether it only says what it would do."""
+
+    run_id: str = ""  # the run's id, or its first 8+ hex digits
+    dry_run: bool = False  # compute and check everything, write nothing
+
+    @classmethod
+    def validated(cls, *, run_id: Any = None, dry_run: Any = None) -> UndoOptions:
+        """``run_id`` is required (8 to 64 hex digits); ``dry_run`` True or False."""
+        return cls(
+            run_id=p.validate_run_id(run_id),
+            dry_run=p.validate_bool(False if dry_run is None else dry_run, name="dry_run"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "dry_run": self.dry_run}

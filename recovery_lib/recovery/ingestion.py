@@ -99,11 +99,12 @@ def recover_one(
                   "recover it anyway")
         else:
             failure = merge_payload(
-                conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at
+                conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at,
+                report.run_id,
             )
             if failure:
                 _fail(outcome, *failure)
-        _finish(conn, outcome, report.run_id)
+        _finish(conn, outcome, report.run_id, claim_row)
     return outcome
 
 
@@ -111,7 +112,7 @@ def _fail(outcome: IngestionOutcome, category: str, message: str) -> None:
     outcome.outcome, outcome.failure_category, outcome.failure_message = "recovery_failed", category, message
 
 
-def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
+def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str, claim_row: Any) -> None:
     note = None
     if outcome.outcome == "recovery_failed":
         note = {
@@ -121,4 +122,5 @@ def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
         }
     ingestions.set_outcome(conn, outcome.ingestion_id, outcome.outcome, note)
     recovery_log.log_outcome(conn, run_id=run_id, worker=outcome.worker, ingestion_id=outcome.ingestion_id,
-                             outcome=outcome.outcome, rows=outcome.rows_inserted)
+                             outcome=outcome.outcome, rows=outcome.rows_inserted,
+                             status_before=claim_row.processing_status, processed_at_before=claim_row.processed_at)

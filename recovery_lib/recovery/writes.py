@@ -8,7 +8,7 @@
 All three fill NULL columns and never overwrite (:mod:`recovery_lib.store.metric_rows`), and
 give the same rows, counts and rejections.
 
-    >>> failure = merge_payload(conn, candidate, outcome, config, "sql", now)   # None: recovered
+    >>> failure = merge_payload(conn, candidate, outcome, config, "sql", now, run_id)   # None: recovered
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from recovery_lib.payload.parser import PayloadParser, merge_rows
 from recovery_lib.recovery.report import IngestionOutcome
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store import metric_rows
+from recovery_lib.store.journal import JournalContext
 from recovery_lib.store.metric_rows import TableReport
 
 if TYPE_CHECKING:
@@ -41,23 +42,26 @@ def merge_payload(
     config: BatchConfig,
     method: str,
     now: datetime,
+    run_id: str,
 ) -> tuple[str, str] | None:
     """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
 
-    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring).
+    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring). Every write is
+    journaled under ``run_id`` (:mod:`recovery_lib.store.journal`), in the same transaction.
     """
     parser = PayloadParser(now=now)
+    journal = JournalContext(run_id, candidate.ingestion_id)
     sql_points = 0
     try:
         if method == "insert":
             _insert_path(conn, candidate.user_id, parser, stored.stream_items(conn, candidate.ingestion_id),
-                         outcome, config)
+                         outcome, config, journal)
         else:
             shaped = stored.structure(conn, candidate.ingestion_id)
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped.ok else None
+            written = _sql_path(conn, candidate, parser.latest, journal) if method == "sql" and shaped.ok else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
                                         known_structure=shaped)
-            _copy_path(conn, candidate.user_id, parser, items, outcome, config)
+            _copy_path(conn, candidate.user_id, parser, items, outcome, config, journal)
             if written:
                 outcome.tables.update(written[0])
                 outcome.sql_tables = sorted(written[0])
@@ -90,7 +94,7 @@ def failure_of(outcome: IngestionOutcome) -> tuple[str, str] | None:
 
 
 def _sql_path(
-    conn: Connection, candidate: Candidate, latest: datetime
+    conn: Connection, candidate: Candidate, latest: datetime, journal: JournalContext
 ) -> tuple[dict[str, TableReport], list[int], int] | None:
     """The tables SQL wrote, the metric positions and points it covered; None leaves all to the parser.
 
@@ -99,7 +103,7 @@ def _sql_path(
     cursor = new_cursor(conn)
     try:
         plan = sql_plan.plan_payload(cursor, candidate.ingestion_id, latest)
-        reports = sql_write.insert_planned(cursor, plan, candidate.user_id) if plan else None
+        reports = sql_write.insert_planned(cursor, plan, candidate.user_id, journal) if plan else None
     finally:
         cursor.close()
     return (reports, plan.positions, plan.points) if plan and reports is not None else None
@@ -107,7 +111,7 @@ def _sql_path(
 
 def _copy_path(
     conn: Connection, user_id: str, parser: PayloadParser, items: Any,
-    outcome: IngestionOutcome, config: BatchConfig,
+    outcome: IngestionOutcome, config: BatchConfig, journal: JournalContext,
 ) -> None:
     cursor = new_cursor(conn)
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any]]]] = {name: [] for name in METRIC_TABLES}
@@ -135,7 +139,7 @@ def _copy_path(
             continue
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         expected, before = cursor.fetchone()
-        cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
+        cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id, **journal.params(name)})
         inserted, filled = cursor.fetchone()
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         _, after = cursor.fetchone()
@@ -145,7 +149,7 @@ def _copy_path(
 
 def _insert_path(
     conn: Connection, user_id: str, parser: PayloadParser, items: Any,
-    outcome: IngestionOutcome, config: BatchConfig,
+    outcome: IngestionOutcome, config: BatchConfig, journal: JournalContext,
 ) -> None:
     merged = merge_rows(parser.rows(items))
     cursor = new_cursor(conn)
@@ -153,7 +157,7 @@ def _insert_path(
         rows = merged.get(name, {})
         keys = sorted(rows)
         before = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
-        inserted, filled = metric_rows.insert_rows(cursor, table, user_id, rows, config.chunk_size(name))
+        inserted, filled = metric_rows.insert_rows(cursor, table, user_id, rows, config.chunk_size(name), journal)
         after = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
         outcome.tables[name] = TableReport(len(keys), before, inserted, filled, after)
     cursor.close()
