@@ -113,7 +113,7 @@ def _undo(args: argparse.Namespace) -> int:
     try:
         report = recovery.undo_run(None, options, report_dir=args.report_dir)
     except recovery.UndoRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: undo refused: {exc}", file=sys.stderr)
         if exc.report is not None:
             print(_undo_summary(exc.report.to_dict()))
         return 1
