@@ -250,3 +250,25 @@ class UndoOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dry_run": self.dry_run}
+
+
+# --- the users' restoration notices --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticesOptions:
+    """Which recovery run's restoration notices ``notices RUN_ID`` rebuilds, and where it writes them."""
+
+    run_id: str = ""  # the run's id, or its first 8+ hex digits
+    out_dir: str = "."  # restoration_notices_<run>.csv and .json go here
+
+    @classmethod
+    def validated(cls, *, run_id: Any = None, out_dir: Any = None) -> NoticesOptions:
+        """``run_id`` is required (8 to 64 hex digits); ``out_dir`` a folder (it need not exist yet)."""
+        return cls(
+            run_id=p.validate_run_id(run_id),
+            out_dir=p.validate_folder(cls().out_dir if out_dir is None else out_dir, name="out_dir"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "out_dir": self.out_dir}

@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 
 from recovery_lib.errors import ParameterError
-from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, Thresholds, VerifyOptions
+from recovery_lib.options import (
+    MonitorOptions,
+    NoticesOptions,
+    RecoveryOptions,
+    ReviewOptions,
+    Thresholds,
+    UndoOptions,
+    VerifyOptions,
+)
 from recovery_lib.runbook import parameters
 from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, options_for
 
@@ -80,3 +88,16 @@ def test_review_options() -> None:
             ReviewOptions.validated(weeks=bad)
     with pytest.raises(ParameterError, match="runs_dir must be a folder path"):
         ReviewOptions.validated(runs_dir="  ")
+
+
+def test_undo_and_notices_options_name_a_run_by_its_id_or_a_prefix() -> None:
+    assert UndoOptions.validated(run_id=" 9F2C41D0 ").to_dict() == {"run_id": "9f2c41d0", "dry_run": False}
+    assert UndoOptions.validated(run_id="9f2c41d07a3b4e5f", dry_run="true").dry_run is True
+    assert NoticesOptions.validated(run_id="9f2c41d0").to_dict() == {"run_id": "9f2c41d0", "out_dir": "."}
+    assert NoticesOptions.validated(run_id="9f2c41d0", out_dir=" notices ").out_dir == "notices"
+    for make in (UndoOptions.validated, NoticesOptions.validated):
+        for bad in (None, "", "9f2c41d", "run 9f2c41d0", "9f2c41d0'; --"):
+            with pytest.raises(ParameterError, match="run_id must be a recovery run id"):
+                make(run_id=bad)
+    with pytest.raises(ParameterError, match="out_dir must be a folder path"):
+        NoticesOptions.validated(run_id="9f2c41d0", out_dir=" ")

@@ -89,6 +89,8 @@ def _run(args: argparse.Namespace, **values: Any) -> int:
               "finished ingestions are kept, nothing half-written: fix the cause and rerun", file=sys.stderr)
         return 1
     print(_summary(report.to_dict()))
+    if report.notices:
+        print("  restoration notices: " + ", ".join(report.notices))
     return 0
 
 

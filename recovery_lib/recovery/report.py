@@ -102,6 +102,7 @@ class RecoveryReport:
     aborted: str | None = None  # why the run stopped early, if it did
     discovered: int | None = None  # candidates found; more than ingestions when a run stops early
     backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
+    notices: list[str] = field(default_factory=list)  # the restoration notices written beside the report
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -174,6 +175,7 @@ class RecoveryReport:
             "workers": dict(Counter(i.worker for i in self.ingestions if i.worker)),
             "duration_seconds": round(duration, 3),
             "rows_per_second": round(inserted / duration, 1) if duration > 0 else 0.0,
+            "notices": list(self.notices),
             "ingestions": [i.to_dict() for i in self.ingestions],
         }
 

@@ -98,14 +98,16 @@ def runs_like(conn: Connection, prefix: str) -> list[str]:
 
 
 def restored_per_family(conn: Connection, run_id: str) -> list[Row[Any]]:
-    """Per user and table: rows the run inserted or filled (distinct keys), first and last key."""
+    """Per user and table: rows the run inserted or filled (distinct keys), first and last key; undone ones left out."""
     return run(
         conn,
         f"SELECT j.user_id::text AS user_id, j.table_name, count(DISTINCT (k.at, k.tag)) AS rows, "
         f"count(DISTINCT (k.at, k.tag)) FILTER (WHERE j.action = 'insert') AS inserted, "
         f"min(k.at) AS first_at, max(k.at) AS last_at "
         f"FROM {JOURNAL} j, unnest(j.keys, j.tags) AS k(at, tag) "
-        "WHERE j.run_id = %(run)s AND j.action = ANY(%(writes)s) GROUP BY 1, 2 ORDER BY 1, 2",
+        "WHERE j.run_id = %(run)s AND j.action = ANY(%(writes)s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {UNDO_LOG} u WHERE u.run_id = j.run_id AND u.ingestion_id = j.ingestion_id) "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
         {"run": run_id, "writes": list(WRITES)},
     ).all()
 
