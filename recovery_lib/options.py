@@ -53,6 +53,7 @@ class RecoveryOptions:
     dry_run: bool = False  # compute everything, write nothing
     include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
     insert_method: str = "sql"  # sql | copy | insert
+    runs_dir: str | None = None  # a notebook run's runs folder: the restoration notices go there (CLI: --report-dir)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
 
     #: Parameters an environment variable can set when the caller leaves them None.
@@ -107,6 +108,7 @@ class RecoveryOptions:
                 name="include_silent_loss",
             ),
             insert_method=insert_method,
+            runs_dir=None if values.get("runs_dir") is None else p.validate_folder(values["runs_dir"], name="runs_dir"),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
         )
 
@@ -116,6 +118,7 @@ class RecoveryOptions:
             "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
             "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
             "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
+            "runs_dir": self.runs_dir,
             "batch_config": self.batch_config.to_dict(),
         }
 

@@ -8,6 +8,7 @@ and every assertion reads that one set.
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -195,6 +196,23 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
     assert all(r["outcome"] == "ok" for r in records)
 
 
+def test_recover_writes_the_users_notices_beside_its_report_and_shows_them(runbook: Runbook) -> None:
+    recover = runbook.results["recover"]
+    run_id = recover.report["run_id"]
+    written = [runbook.runs / f"restoration_notices_{run_id}.{kind}" for kind in ("csv", "json")]
+    assert recover.report["notices"] == [str(p) for p in written]
+    notices = json.loads(written[1].read_text())
+    assert notices["rows_restored_total"] == recover.report["rows_inserted_total"] > 0
+    assert notices["users_total"] == len(recover.report["users"])
+    shown = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nbformat.read(recover.notebook, as_version=4).cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert f"restoration notices of run {run_id[:8]}: {notices['users_total']} users" in shown
+    assert f"written beside the report: {written[0].name}, {written[1].name}" in shown
+    families = {r["family"] for u in notices["users"] for r in u["restored"]}
+    assert families and all(family in shown for family in families)
+
+
 def test_charts_survive_archiving(runbook: Runbook) -> None:
     """Mimetype JSON for JupyterLab + inlined plotly.js HTML for nbconvert; nothing fetched from a CDN."""
     for name in ALL_NOTEBOOKS:
@@ -215,7 +233,7 @@ def test_charts_survive_archiving(runbook: Runbook) -> None:
 def test_password_never_reaches_a_produced_file(runbook: Runbook) -> None:
     assert all(not result.scrubbed for result in runbook.results.values()), "the runner had to scrub a password"
     produced = list(runbook.runs.iterdir())
-    assert len(produced) == 16  # 5 x (ipynb, json, html) + index.jsonl
+    assert len(produced) == 18  # 5 x (ipynb, json, html) + index.jsonl + the recovery's notices (csv, json)
     for path in produced:
         assert runbook.password.encode() not in path.read_bytes(), path.name
     # the URL with the password was in use: the notebooks showed it masked
@@ -320,6 +338,9 @@ def test_demo_runs_the_whole_runbook_and_matches_the_truth(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "MISMATCH" not in out and "all numbers match the ground truth" in out
+    run_id = json.loads(next(runs.glob("*_recover.json")).read_text())["run_id"]
+    notices = [runs / f"restoration_notices_{run_id}.{kind}" for kind in ("csv", "json")]
+    assert f"restoration notices: {notices[0]}, {notices[1]}" in out and all(p.exists() for p in notices)
     for name in ALL_NOTEBOOKS:
         assert len(list(runs.glob(f"*_{name}.ipynb"))) == len(list(runs.glob(f"*_{name}.json"))) == 1
     assert audit.verify_index(runs / "index.jsonl") == []

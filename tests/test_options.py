@@ -27,7 +27,7 @@ DEFAULTS = {
     "preview": {name: getattr(RecoveryOptions(), name) for name in
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "runs_dir")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
 }

@@ -95,9 +95,11 @@ def run_recovery(
         _process_all(engine, candidates, options, report, progress, on_ingestion)
     finally:
         report.finished_at = datetime.now(UTC)
+        # Beside the report; a notebook run (no report of its own here) puts them in its runs folder.
+        notices_dir = report_dir if report_dir is not None else options.runs_dir
+        if notices_dir is not None and not options.dry_run:
+            _write_notices(engine, report, notices_dir)
         if report_dir is not None:
-            if not options.dry_run:
-                _write_notices(engine, report, report_dir)
             path = report.write(report_dir)
             _log.info("report written to %s", path)
     if report.aborted:
@@ -105,11 +107,11 @@ def run_recovery(
     return report
 
 
-def _write_notices(engine: Engine, report: RecoveryReport, report_dir: Path | str) -> None:
+def _write_notices(engine: Engine, report: RecoveryReport, directory: Path | str) -> None:
     """The users' restoration notices beside the report (:mod:`recovery_lib.notices`); a failure is only logged."""
     try:
         with engine.connect() as conn:
-            paths = notices.build(conn, report.run_id).write(report_dir)
+            paths = notices.build(conn, report.run_id).write(directory)
     except DBAPIError as exc:
         _log.warning("restoration notices not written (%s); rebuild them with: python -m recovery_lib notices %s",
                      describe_error(exc), report.run_id)
