@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: setup demo test lint lab monitor preview recover verify review bench promtool chromium clean-db
+.PHONY: setup demo test lint lab monitor preview recover verify review undo bench promtool chromium clean-db
 
 setup: $(STAMP)
 
@@ -46,7 +46,7 @@ lint: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-monitor preview recover verify review: setup
+monitor preview recover verify review undo: setup
 	$(PY) -m recovery_lib run $@ $(ARGS)
 
 bench: setup

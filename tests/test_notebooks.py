@@ -1,4 +1,4 @@
-"""The runbook notebooks (four daily, one weekly): stored clean, validated first, end to end on an incident.
+"""The runbook notebooks (four daily, one weekly, the undo on demand): stored clean, validated first, end to end.
 
 The end-to-end set executes monitor -> preview -> recover -> verify, then the weekly review over
 what they left, once (the session fixture ``runbook`` of conftest.py, shared with
@@ -21,7 +21,7 @@ from helpers import Runbook, fingerprint
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, REPORT_SCRAPS, RUNBOOK_ORDER
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, ON_DEMAND, REPORT_SCRAPS, RUNBOOK_ORDER, STORED_NOTEBOOKS
 from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
 
 NOTEBOOKS = parameters.NOTEBOOKS_DIR
@@ -37,13 +37,14 @@ def load(name: str) -> Any:
 # --- (a) the stored notebooks ---------------------------------------------------------------------
 
 
-def test_the_runbook_is_four_daily_notebooks_and_the_weekly_review() -> None:
+def test_the_runbook_is_four_daily_notebooks_the_weekly_review_and_the_undo_on_demand() -> None:
     assert RUNBOOK_ORDER == ("monitor", "preview", "recover", "verify") and ALL_NOTEBOOKS == (*RUNBOOK_ORDER, "review")
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(ALL_NOTEBOOKS)
-    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(ALL_NOTEBOOKS)
+    assert ON_DEMAND == ("undo",) and STORED_NOTEBOOKS == (*ALL_NOTEBOOKS, *ON_DEMAND)
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(STORED_NOTEBOOKS)
+    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(STORED_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_is_stored_without_outputs(name: str) -> None:
     nb = load(name)
     nbformat.validate(nb)
@@ -55,7 +56,7 @@ def test_notebook_is_stored_without_outputs(name: str) -> None:
     assert "papermill" not in nb.metadata
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_starts_with_instructions(name: str) -> None:
     first = load(name).cells[0]
     assert first.cell_type == "markdown"
@@ -63,7 +64,7 @@ def test_notebook_starts_with_instructions(name: str) -> None:
         assert text in first.source, f"{name}: first cell lacks {text!r}"
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -> None:
     nb = load(name)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
@@ -79,7 +80,7 @@ def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -
     assert all(p.type_name in ("int", "float", "bool", "str", "list") for p in declared.values())
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_glues_its_report_and_never_shows_a_raw_url(name: str) -> None:
     sources = "\n".join(c.source for c in load(name).cells if c.cell_type == "code")
     assert f'glue_report("{REPORT_SCRAPS[name]}"' in sources

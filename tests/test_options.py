@@ -19,7 +19,7 @@ from recovery_lib.options import (
     VerifyOptions,
 )
 from recovery_lib.runbook import parameters
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, options_for
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, STORED_NOTEBOOKS, options_for
 
 DEFAULTS = {
     "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
@@ -30,10 +30,11 @@ DEFAULTS = {
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "runs_dir")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
+    "undo": {"run_id": None, "dry_run": UndoOptions().dry_run},  # run_id is required: no default
 }
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_parameter_cells_hold_the_options_defaults(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     assert set(declared) == set(DEFAULTS[name])
@@ -49,6 +50,13 @@ def test_the_defaults_of_each_notebook_validate(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     options = options_for(name, **{p: d.default for p, d in declared.items()})
     assert options.to_dict()
+
+
+def test_the_undo_notebook_needs_a_run_id_and_says_so_before_any_database_access() -> None:
+    declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / "undo.ipynb")
+    with pytest.raises(ParameterError, match="run_id must be a recovery run id"):
+        options_for("undo", **{p: d.default for p, d in declared.items()})
+    assert options_for("undo", run_id="9F2C41D0", dry_run=True).to_dict() == {"run_id": "9f2c41d0", "dry_run": True}
 
 
 def test_recovery_options_validate_once_and_name_the_parameter() -> None:

@@ -229,6 +229,42 @@ def test_undo_cli_dry_run_prints_what_it_would_do_and_writes_its_report(incident
     assert json.loads(report.read_text())["dry_run"] is True and report.stat().st_mode & 0o777 == 0o600
 
 
+def test_the_undo_notebook_previews_reverts_and_refuses_naming_the_row_through_the_runner(incident, tmp_path):
+    from recovery_lib.runbook import audit
+    from recovery_lib.runbook import execute as runner
+    from recovery_lib.runbook.notebooks import headline
+
+    before = tables(incident)
+    first = run_recovery(incident, progress=False)
+    recovered, runs = tables(incident), tmp_path / "runs"
+
+    preview = runner.run_notebook("undo", {"run_id": first.run_id[:8], "dry_run": "True"}, runs_dir=runs)
+    assert preview.ok, preview.error
+    assert preview.report["dry_run"] is True and preview.report["would_undo"] == len(first.ingestions)
+    assert tables(incident) == recovered
+
+    undo = runner.run_notebook("undo", {"run_id": first.run_id}, runs_dir=runs)
+    assert undo.ok, undo.error
+    assert undo.report["undone"] == len(first.ingestions)
+    assert undo.report["rows_deleted_total"] == first.to_dict()["rows_inserted_total"] > 0
+    assert headline("undo", undo.report).startswith(f"undid run {first.run_id[:8]}: {len(first.ingestions)} of")
+    assert tables(incident) == before
+
+    second = run_recovery(incident, progress=False)
+    with incident.begin() as conn:  # someone corrects a value by hand after the second recovery
+        row_id = conn.execute(sa.text(
+            "UPDATE heart_rate_metrics SET heart_rate = heart_rate + 1 WHERE id = "
+            "(SELECT min(id) FROM heart_rate_metrics WHERE created_at >= :t) RETURNING id"),
+            {"t": second.started_at}).scalar()
+    everything = fingerprint(incident)
+    refused = runner.run_notebook("undo", {"run_id": second.run_id}, runs_dir=runs)
+    assert not refused.ok and "UndoRefused" in refused.error
+    shown = refused.notebook.read_text()
+    assert f"undo of run {second.run_id[:8]} refused" in shown and "a writer outside the recovery tool" in shown
+    assert str(row_id) in shown and fingerprint(incident) == everything
+    assert [r["outcome"] for r in audit.read_index(runs / "index.jsonl")] == ["ok", "ok", "failed"]
+
+
 # --- crash safety ---------------------------------------------------------------------------------
 
 

@@ -81,10 +81,11 @@ def run_notebook(
 ) -> RunResult:
     """Execute one notebook into ``runs_dir`` and record it; see the module docstring.
 
-    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``) or a path to
-    an ``.ipynb``. ``parameters`` may hold strings (converted to the declared types) or values.
-    ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError` (nothing executed,
-    nothing recorded) for an unknown notebook, an unknown parameter name or an invalid value.
+    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``,
+    ``undo``) or a path to an ``.ipynb``. ``parameters`` may hold strings (converted to the declared
+    types) or values. ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError`
+    (nothing executed, nothing recorded) for an unknown notebook, an unknown parameter name or an
+    invalid value.
 
         >>> result = run_notebook("monitor", {"hours": "6"})
         >>> result.ok, result.report_path
