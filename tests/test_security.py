@@ -352,6 +352,29 @@ def test_readonly_role_cannot_recover_says_why_and_changes_nothing(engine, roles
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr[-3000:]
 
 
+def test_the_recover_role_cannot_undo_a_readonly_role_previews_it_and_rebuilds_the_notices(engine, roles, tmp_path):
+    small_incident(engine)
+    recover = cli(roles["rr_recover"], "recover", "--no-progress", "--report-dir", "reports", cwd=tmp_path)
+    assert recover.returncode == 0, recover.stderr[-3000:]
+    report = json.loads(next((tmp_path / "reports").glob("data_recovery_report_*.json")).read_text())
+    recovered = fingerprint(engine)
+
+    undo = cli(roles["rr_recover"], "recover", "undo", report["run_id"], "--report-dir", "undo", cwd=tmp_path)
+    assert undo.returncode == 1 and "permission denied" in undo.stderr, undo.stderr[-3000:]
+    assert "Traceback" not in undo.stderr and fingerprint(engine) == recovered
+
+    preview = cli(roles["rr_readonly"], "recover", "undo", report["run_id"], "--dry-run", "--report-dir", "undo",
+                  cwd=tmp_path)
+    assert preview.returncode == 0 and preview.stdout.startswith("dry run: undo of run"), preview.stderr[-3000:]
+    notices = cli(roles["rr_readonly"], "notices", report["run_id"], "--out", "later", cwd=tmp_path)
+    assert notices.returncode == 0, notices.stderr[-3000:]
+    rebuilt = json.loads((tmp_path / "later" / f"restoration_notices_{report['run_id']}.json").read_text())
+    written = json.loads((tmp_path / "reports" / f"restoration_notices_{report['run_id']}.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k != "generated_at"} == {
+        k: v for k, v in written.items() if k != "generated_at"}
+    assert fingerprint(engine) == recovered
+
+
 @pytest.mark.parametrize(
     "statement",
     [
