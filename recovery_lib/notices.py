@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import catalogue, db
-from recovery_lib.errors import UnknownRunError
 from recovery_lib.files import write_json, write_private
 from recovery_lib.options import NoticesOptions
 from recovery_lib.store import journal
@@ -170,9 +169,4 @@ def for_run(
     """
     options = options or NoticesOptions.validated(**values)
     with (engine or db.get_engine()).connect() as conn:
-        found = journal.runs_like(conn, options.run_id)
-        if len(found) != 1:
-            raise UnknownRunError(f"run {options.run_id}: " + (
-                "no recovery run with that id in recovery_log (a dry run logs nothing)" if not found
-                else f"{len(found)} runs start with it: give more digits"))
-        return build(conn, found[0])
+        return build(conn, journal.one_run(conn, options.run_id))

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import db
 from recovery_lib.db import run
-from recovery_lib.errors import UndoRefused
+from recovery_lib.errors import UndoRefused, UnknownRunError
 from recovery_lib.options import UndoOptions
 from recovery_lib.recovery.undo_report import UndoneIngestion, UndoReport
 from recovery_lib.redact import mask_url
@@ -53,13 +53,12 @@ def undo_run(
     """
     options = options or UndoOptions.validated(**values)
     engine = engine or db.get_engine()
-    with engine.connect() as conn:
-        found = journal.runs_like(conn, options.run_id)
-    if len(found) != 1:
-        why = ("no recovery run with that id in recovery_log (a dry run logs nothing)" if not found
-               else f"{len(found)} runs start with {options.run_id}: give more digits")
-        raise UndoRefused(f"run {options.run_id}: {why}")
-    report = UndoReport(undo_id=uuid.uuid4().hex, run_id=found[0], started_at=datetime.now(UTC),
+    try:
+        with engine.connect() as conn:
+            run_id = journal.one_run(conn, options.run_id)
+    except UnknownRunError as exc:
+        raise UndoRefused(str(exc)) from None
+    report = UndoReport(undo_id=uuid.uuid4().hex, run_id=run_id, started_at=datetime.now(UTC),
                         dry_run=options.dry_run, database=mask_url(engine.url))
     try:
         rows = _check(engine, report)

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from recovery_lib.db import run
+from recovery_lib.errors import UnknownRunError
 from recovery_lib.schema import MetricTable
 
 JOURNAL = "recovery_journal"
@@ -95,6 +96,16 @@ def runs_like(conn: Connection, prefix: str) -> list[str]:
     return list(run(
         conn, "SELECT DISTINCT run_id FROM recovery_log WHERE run_id LIKE %(p)s ORDER BY 1", {"p": f"{prefix}%"},
     ).scalars())
+
+
+def one_run(conn: Connection, prefix: str) -> str:
+    """The full id of the one recovery run ``prefix`` names; :class:`UnknownRunError` when none or several do."""
+    found = runs_like(conn, prefix)
+    if len(found) != 1:
+        raise UnknownRunError(f"run {prefix}: " + (
+            "no recovery run with that id in recovery_log (a dry run logs nothing)" if not found
+            else f"{len(found)} runs start with it: give more digits"))
+    return found[0]
 
 
 def restored_per_family(conn: Connection, run_id: str) -> list[Row[Any]]:
