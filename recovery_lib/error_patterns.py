@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+from recovery_lib import safe_json
+
 # Order matters: the first matching category wins (a timeout during connect is a timeout).
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -66,25 +68,44 @@ def error_texts(processing_errors: Any) -> list[str]:
     """Flatten a ``processing_errors`` value (jsonb: string, list, dict or nested) into texts.
 
     Entries this tool appended (dicts with a ``category``) keep that category as a prefix so
-    they are categorised as what they were, not re-guessed from the wording.
+    they are categorised as what they were, not re-guessed from the wording. Iterative, so a
+    value nested thousands deep (jsonb stores such) cannot hit the recursion limit.
     """
-    if processing_errors is None:
-        return []
-    if isinstance(processing_errors, str):
-        try:
-            processing_errors = json.loads(processing_errors)
-        except ValueError:
-            return [processing_errors]
-    if isinstance(processing_errors, str):
-        return [processing_errors]
-    if isinstance(processing_errors, list):
-        return [text for item in processing_errors for text in error_texts(item)]
-    if isinstance(processing_errors, dict):
-        for key in ("message", "error", "detail", "reason"):
-            if isinstance(processing_errors.get(key), str):
-                return [processing_errors[key]]
-        return [json.dumps(processing_errors, sort_keys=True, default=str)]
-    return [str(processing_errors)]
+    texts: list[str] = []
+    todo = [processing_errors]  # a stack: the last item is the next in order
+    while todo:
+        item = todo.pop()
+        if item is None:
+            continue
+        if isinstance(item, str):
+            try:
+                decoded = safe_json.loads(item)
+            except ValueError:
+                decoded = item
+            if isinstance(decoded, str | list | dict):
+                item = decoded
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+        if isinstance(item, list):
+            todo.extend(reversed(item))
+        elif isinstance(item, dict):
+            for key in ("message", "error", "detail", "reason"):
+                if isinstance(item.get(key), str):
+                    texts.append(item[key])
+                    break
+            else:
+                texts.append(_dumps(item))
+        else:
+            texts.append(str(item))
+    return texts
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (RecursionError, ValueError, TypeError):  # nested too deep to write back; unsortable keys
+        return "nested error object"
 
 
 def categorize_processing_errors(processing_errors: Any) -> str:

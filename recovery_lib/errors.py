@@ -12,9 +12,14 @@ What a caller may catch and what it means:
 * :class:`UnknownRunError`: no recovery run (or more than one) has the id or prefix given.
 * :class:`UndoRefused`: ``recover undo`` will not revert a run (unknown run, no journal, or a later
   change depends on its rows); it carries the undo report naming the rows and ingestions.
+* :class:`StepFailed`: one step of a scheduled fan-out failed (the scheduler retries or stops);
+  it carries the step's summary.
+* :class:`KernelSetupError`: the notebook kernel's socket folder is unusable (someone else's,
+  or too deep for a unix socket path); the message names ``RECOVERY_KERNEL_DIR``.
 
 Signals used inside the package (never reach a caller): :class:`Reject` (one point cannot become
-a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming) and
+a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming),
+:class:`NumberTooLong` (a number the streaming reader must not be given) and
 :class:`NotForSql` (the SQL fast path hands a payload back to the parser).
 
     >>> str(PayloadError("not_json", "the payload is not valid JSON"))
@@ -66,6 +71,10 @@ class StructureError(Exception):
     """Valid JSON so far, wrong shape; becomes ``invalid_structure`` once the text is known to be JSON."""
 
 
+class NumberTooLong(Exception):
+    """A number longer than Python converts to ``int``, met in a text stream: read it another way."""
+
+
 class NotForSql(Exception):
     """What SQL found cannot be taken exactly like the parser: roll back and let the parser do it."""
 
@@ -92,3 +101,15 @@ class UndoRefused(RuntimeError):
 
 class UnknownRunError(LookupError):
     """No recovery run in ``recovery_log`` has the id given, or several start with the prefix."""
+
+
+class KernelSetupError(RuntimeError):
+    """The folder for the kernel's unix sockets cannot be used; nothing was executed."""
+
+
+class StepFailed(RuntimeError):
+    """A scheduled step's notebook failed, or verify found rows missing; ``summary`` says what ran."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary

@@ -41,6 +41,11 @@ REASONS: dict[str, str] = {
                           "else in it was restored.",
     "reconciliation": "Some readings of this export are still missing after the restore; an operator is looking "
                       "into it.",
+    "number_out_of_range": "This export holds a number far too long to be a reading, so it could not be read "
+                           "automatically; an operator is checking it.",
+    "statement_timeout": "This export is so large that its restore ran out of time; it will be tried again with "
+                         "more time.",
+    "query_canceled": "The restore of this export was stopped before it finished; it will be tried again.",
 }
 UNKNOWN_REASON = "The restore of this export did not complete; an operator is looking into it."
 NOT_JOURNALED = "all metrics (restored before per-family records were kept)"
@@ -157,6 +162,12 @@ def build(conn: Connection, run_id: str) -> RestorationNotices:
                                            "reason": reason_in_plain_words(o.category)})
     notices.users = [users[k] for k in sorted(users)]
     return notices
+
+
+def of_run(engine: Engine, run_id: str) -> RestorationNotices:
+    """The notices of the run with the full id ``run_id`` (a report's); a run that finished no ingestion has none."""
+    with engine.connect() as conn:
+        return build(conn, run_id)
 
 
 def for_run(

@@ -117,3 +117,25 @@ def test_notices_of_an_unknown_run_or_a_bad_id(engine, capsys):
     assert "no recovery run with that id" in capsys.readouterr().err
     assert main(["notices", "x'; DROP TABLE users; --"]) == 2
     assert "run_id must be a recovery run id" in capsys.readouterr().err
+
+
+# Every category a recovery writes into its note (recovery/ingestion.py, recovery/writes.py, PayloadError).
+WRITTEN_CATEGORIES = ("checksum_mismatch", "not_json", "invalid_structure", "empty_payload", "number_out_of_range",
+                      "rejected_points", "unsupported_points", "reconciliation", "statement_timeout",
+                      "query_canceled")
+
+
+@pytest.mark.parametrize("category", WRITTEN_CATEGORIES)
+def test_every_failure_category_has_a_sentence_of_its_own(category):
+    assert notices.reason_in_plain_words(category) != notices.UNKNOWN_REASON
+    assert category not in notices.reason_in_plain_words(category), "plain words, not the category's name"
+
+
+def test_a_run_that_finished_no_ingestion_has_empty_notices(engine, tmp_path):
+    # e.g. one worker of several that found every candidate claimed by the others
+    report = run_recovery(engine, report_dir=tmp_path, progress=False)
+    assert report.ingestions == []
+    data = notices.of_run(engine, report.run_id).to_dict()
+    assert (data["users"], data["rows_restored_total"], data["still_failing_total"]) == ([], 0, 0)
+    written = json.loads((tmp_path / f"restoration_notices_{report.run_id}.json").read_text())
+    assert without_time(written) == without_time(data)

@@ -13,14 +13,13 @@ and walked by the parser, which then names what is wrong with them.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from recovery_lib import catalogue
+from recovery_lib import catalogue, safe_json
 from recovery_lib.payload.source import iter_object_items
 
 Item = tuple[Any, ...]
@@ -51,8 +50,9 @@ LEFT JOIN LATERAL (
 # One row per metric (with a NULL point for empty ones), then one per point, in payload order:
 # the nested loop over WITH ORDINALITY keeps array order without a sort. Only a metric's first
 # row carries its name and units (the client reads them only when the metric changes), and points
-# come as jsonb text decoded with one json.loads each: psycopg2's jsonb typecaster would decode
-# name, units and point on every row (three json.loads per point), the larger part of the fetch.
+# come as jsonb text decoded with one safe_json.loads each (any depth, any number): psycopg2's
+# jsonb typecaster would decode name, units and point on every row (three decodes per point),
+# the larger part of the fetch.
 _POINTS_SQL = """
 SELECT m.ord,
        CASE WHEN p.ord IS NULL OR p.ord = 1 THEN m.value->'name' END,
@@ -142,7 +142,7 @@ def stream_items(
         # Decoded jsonb: a string scalar is a string, not JSON text to parse again.
         yield from iter_object_items(fetch_payload(conn, ingestion_id))
         return
-    loads = json.loads  # what psycopg2 decodes jsonb with, so the items are the same objects
+    loads = safe_json.loads  # what psycopg2 decodes jsonb with (db.py), so the items are the same objects
     for key, kind in found.keys:
         if key == "metrics":
             yield from _metric_items(conn, ingestion_id, skip_points, fetch_size)
@@ -159,7 +159,7 @@ def stream_items(
 
 
 def _metric_items(conn: Connection, ingestion_id: str, skip_points: Sequence[int], fetch_size: int) -> Iterator[Item]:
-    loads = json.loads
+    loads = safe_json.loads
     current: int | None = None
     rows = _server_rows(conn, _POINTS_SQL, {"skip": list(skip_points), "id": ingestion_id}, fetch_size)
     for metric_ord, name, units, point_ord, point in rows:

@@ -110,8 +110,7 @@ def run_recovery(
 def _write_notices(engine: Engine, report: RecoveryReport, directory: Path | str) -> None:
     """The users' restoration notices beside the report (:mod:`recovery_lib.notices`); a failure is only logged."""
     try:
-        with engine.connect() as conn:
-            paths = notices.build(conn, report.run_id).write(directory)
+        paths = notices.of_run(engine, report.run_id).write(directory)
     except DBAPIError as exc:
         _log.warning("restoration notices not written (%s); rebuild them with: python -m recovery_lib notices %s",
                      describe_error(exc), report.run_id)
@@ -134,7 +133,7 @@ def _discover_with_retries(engine: Engine, options: RecoveryOptions, report: Rec
                     include_silent_loss=options.include_silent_loss,
                 )
         except DBAPIError as exc:
-            if not is_connection_lost(exc):
+            if not is_connection_lost(exc, reconnecting=attempt > 1):
                 raise
             last_error = describe_error(exc)
             _log.warning("discovery: database connection lost (attempt %d of %d)", attempt, len(RETRY_DELAYS) + 1)
@@ -187,7 +186,10 @@ def _process_all(
     lock = threading.Lock()
     bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",
                disable=not progress)
+    # Who did it, in recovery_log: host, process and run (a label first when several runs share the work).
     worker_base = f"{socket.gethostname()}:{os.getpid()}:{report.run_id[:8]}"
+    if options.worker:
+        worker_base = f"{options.worker}@{worker_base}"
     log_every = max(options.batch_size, 1)
 
     def record(outcome: IngestionOutcome) -> None:
@@ -223,9 +225,17 @@ def _process_all(
                     return True
 
                 try:
+                    skipped_one = False
                     for candidate in group:
                         if stop.is_set():
                             return
+                        if skipped_one:
+                            # An older ingestion of this user was left to another run (or its
+                            # status was unsure): a newer one recovered now would win over it.
+                            outcome = ingestion.new_outcome(candidate, worker, "skipped")
+                            outcome.failure_message = "an older ingestion of this user was skipped; rerun"
+                            record(outcome)
+                            continue
                         try:
                             outcome, conn = _with_retries(pool, conn, candidate, options, report, worker, hold)
                         except Exception as exc:  # noqa: BLE001 - any other failure stops the run, cleanly
@@ -236,6 +246,7 @@ def _process_all(
                             stop.set()
                             return
                         record(outcome)
+                        skipped_one = outcome.outcome == "skipped" and not options.dry_run
                 finally:
                     held = holder["conn"]
                     if held is not None and held is conn and not held.closed and not held.invalidated:
@@ -282,12 +293,20 @@ def _with_retries(
     ``hold(conn)`` takes the user's lock on a (new) connection; False means another run has it.
     """
     last_error = ""
+    committing: IngestionOutcome | None = None  # an attempt whose COMMIT was sent when the connection went
     for attempt, delay in enumerate((0.0, *RETRY_DELAYS), start=1):
         if delay:
             time.sleep(delay)
         try:
             if conn is None or conn.closed or conn.invalidated:
                 conn = pool.connect()
+            if committing is not None:
+                # Whether that COMMIT went through is what the database says: our own log line.
+                logged = ingestion.logged_outcome(conn, report.run_id, candidate.ingestion_id)
+                if logged is not None:
+                    committing.outcome, committing.attempts = logged, attempt - 1
+                    return committing, conn
+                committing = None
             if hold is not None and not hold(conn):
                 outcome = ingestion.new_outcome(candidate, worker, "skipped")
                 outcome.failure_message = "another run is recovering this user's ingestions"
@@ -297,8 +316,10 @@ def _with_retries(
             outcome.attempts = attempt
             return outcome, conn
         except DBAPIError as exc:
-            if not is_connection_lost(exc):
+            # Discovery reached the server before any worker connects: a refusal now is a restart.
+            if not is_connection_lost(exc, reconnecting=True):
                 raise
+            committing = getattr(exc, "committing", None) or committing
             last_error = describe_error(exc)
             _log.warning(
                 "ingestion %s: database connection lost (attempt %d of %d)",
