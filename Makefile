@@ -9,7 +9,7 @@ AIRFLOW_VENV := .venv-airflow
 AIRFLOW_PY := $(AIRFLOW_VENV)/bin/python
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: setup demo test lint lab monitor preview recover verify review bench promtool chromium clean-db airflow-setup airflow-test
+.PHONY: setup demo test lint lab monitor preview recover verify review undo bench promtool chromium clean-db airflow-setup airflow-test
 
 setup: $(STAMP)
 
@@ -65,7 +65,7 @@ lint: setup
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-monitor preview recover verify review: setup
+monitor preview recover verify review undo: setup
 	$(PY) -m recovery_lib run $@ $(ARGS)
 
 bench: setup

@@ -9,6 +9,9 @@ What a caller may catch and what it means:
 * :class:`RecoveryAborted`: the run stopped early (the database stayed unreachable); it carries
   the report of what was done.
 * :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
+* :class:`UnknownRunError`: no recovery run (or more than one) has the id or prefix given.
+* :class:`UndoRefused`: ``recover undo`` will not revert a run (unknown run, no journal, or a later
+  change depends on its rows); it carries the undo report naming the rows and ingestions.
 * :class:`StepFailed`: one step of a scheduled fan-out failed (the scheduler retries or stops);
   it carries the step's summary.
 * :class:`KernelSetupError`: the notebook kernel's socket folder is unusable (someone else's,
@@ -86,6 +89,18 @@ class RecoveryAborted(RuntimeError):
 
 class IncidentExistsError(RuntimeError):
     """The database already holds ingestions: a second incident would blur the ground truth."""
+
+
+class UndoRefused(RuntimeError):
+    """An undo that will not (or did not fully) revert its run; ``report`` says which rows and why."""
+
+    def __init__(self, message: str, report: Any = None):
+        super().__init__(message)
+        self.report = report  # a recovery.undo_report.UndoReport, or None when the run is unknown
+
+
+class UnknownRunError(LookupError):
+    """No recovery run in ``recovery_log`` has the id given, or several start with the prefix."""
 
 
 class KernelSetupError(RuntimeError):

@@ -55,6 +55,7 @@ class RecoveryOptions:
     dry_run: bool = False  # compute everything, write nothing
     include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
     insert_method: str = "sql"  # sql | copy | insert
+    runs_dir: str | None = None  # a notebook run's runs folder: the restoration notices go there (CLI: --report-dir)
     worker: str | None = None  # this run's label among several at once (run name, recovery_log, report)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
 
@@ -110,6 +111,7 @@ class RecoveryOptions:
                 name="include_silent_loss",
             ),
             insert_method=insert_method,
+            runs_dir=None if values.get("runs_dir") is None else p.validate_folder(values["runs_dir"], name="runs_dir"),
             worker=p.validate_worker(values.get("worker")),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
         )
@@ -120,7 +122,7 @@ class RecoveryOptions:
             "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
             "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
             "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
-            "worker": self.worker, "batch_config": self.batch_config.to_dict(),
+            "runs_dir": self.runs_dir, "worker": self.worker, "batch_config": self.batch_config.to_dict(),
         }
 
 
@@ -232,6 +234,50 @@ class ReviewOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"weeks": self.weeks, "runs_dir": self.runs_dir}
+
+
+# --- undoing a recovery run ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UndoOptions:
+    """Which recovery run ``recover undo`` reverts, and whether it only says what it would do."""
+
+    run_id: str = ""  # the run's id, or its first 8+ hex digits
+    dry_run: bool = False  # compute and check everything, write nothing
+
+    @classmethod
+    def validated(cls, *, run_id: Any = None, dry_run: Any = None) -> UndoOptions:
+        """``run_id`` is required (8 to 64 hex digits); ``dry_run`` True or False."""
+        return cls(
+            run_id=p.validate_run_id(run_id),
+            dry_run=p.validate_bool(False if dry_run is None else dry_run, name="dry_run"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "dry_run": self.dry_run}
+
+
+# --- the users' restoration notices --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticesOptions:
+    """Which recovery run's restoration notices ``notices RUN_ID`` rebuilds, and where it writes them."""
+
+    run_id: str = ""  # the run's id, or its first 8+ hex digits
+    out_dir: str = "."  # restoration_notices_<run>.csv and .json go here
+
+    @classmethod
+    def validated(cls, *, run_id: Any = None, out_dir: Any = None) -> NoticesOptions:
+        """``run_id`` is required (8 to 64 hex digits); ``out_dir`` a folder (it need not exist yet)."""
+        return cls(
+            run_id=p.validate_run_id(run_id),
+            out_dir=p.validate_folder(cls().out_dir if out_dir is None else out_dir, name="out_dir"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "out_dir": self.out_dir}
 
 
 # --- the runbook fanned out by a scheduler --------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "validate_statuses",
     "validate_user_id",
     "validate_weeks",
+    "validate_run_id",
 ]
 
 MAX_BATCH_SIZE = 10_000
@@ -137,6 +138,20 @@ def validate_workers(value: Any, *, name: str = "workers") -> int:
 def validate_hours(value: Any, *, name: str = "hours") -> int:
     """A monitoring window in whole hours: 1 to 8784 (a leap year)."""
     return _whole_number(value, name, 1, MAX_HOURS)
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{8,64}")
+
+
+def validate_run_id(value: Any, *, name: str = "run_id") -> str:
+    """A recovery run's id (32 hex digits), or its first 8 or more digits as the CLI summary prints them."""
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    if not _RUN_ID.fullmatch(text):
+        raise ParameterError(
+            f"{name} must be a recovery run id: 8 to 64 hex digits like 9f2c41d07a3b4e5f (the 'run' of a "
+            f"recover summary or report), got {_shown(value)}"
+        )
+    return text
 
 
 def validate_weeks(value: Any, *, name: str = "weeks") -> int:

@@ -102,7 +102,51 @@ recovery_log = sa.Table(
     sa.Column("outcome", sa.String(50), nullable=False),
     sa.Column("rows_inserted", sa.Integer, nullable=False, server_default="0"),
     sa.Column("finished_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    # What the run found, so that `recover undo` can set it back (NULL: logged before the journal).
+    sa.Column("status_before", sa.String(50)),
+    sa.Column("processed_at_before", sa.DateTime(timezone=True)),
     sa.Index("ix_recovery_log_ingestion", "ingestion_id"),
+    sa.Index("ix_recovery_log_run", "run_id"),
+)
+
+# The journal of what each recovery run wrote, in the ingestion's own transaction: one line per
+# write statement and kind (rows inserted; NULL columns filled, per set of columns), with the keys
+# as arrays and the row version (xmin) the statement left. `recover undo` reverts exactly that, and
+# journals the columns it set back to NULL ('unfill', with the row version each row returns to).
+# Keys and column names only: never a value. SQL: recovery_lib/store/journal.py.
+recovery_journal = sa.Table(
+    "recovery_journal",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("ingestion_id", UUID(as_uuid=False), nullable=False),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("user_id", UUID(as_uuid=False), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # insert | fill | unfill
+    sa.Column("columns", sa.ARRAY(sa.Text)),  # fill and unfill: the columns
+    sa.Column("keys", sa.ARRAY(sa.DateTime(timezone=True)), nullable=False),
+    sa.Column("tags", sa.ARRAY(sa.Text)),  # a tagged table's tags as text, parallel to keys
+    sa.Column("row_xid", sa.BigInteger, nullable=False),  # the rows' xmin after the statement
+    # fill: each row's xmin before it was filled; unfill: the row version it is back to.
+    sa.Column("prev_xids", sa.ARRAY(sa.BigInteger)),
+    sa.Column("journaled_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.Index("ix_recovery_journal_run", "run_id", "ingestion_id"),
+    sa.Index("ix_recovery_journal_xid", "row_xid"),
+)
+
+# One line per ingestion an undo finished: `recover undo` is then idempotent and crash-safe.
+recovery_undo = sa.Table(
+    "recovery_undo",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("undo_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("ingestion_id", UUID(as_uuid=False), nullable=False),
+    sa.Column("rows_deleted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("values_cleared", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status_restored", sa.String(50)),
+    sa.Column("finished_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+    sa.UniqueConstraint("run_id", "ingestion_id", name="uq_recovery_undo_run_ingestion"),
 )
 
 # The deep check caches each payload's expected natural keys, keyed by the SHA-256 the server
@@ -146,7 +190,7 @@ constraint_rejections = sa.Table(
 )
 # This tool's own tables: on an existing database (the API's) they live in a schema of their own.
 BOOKKEEPING_SCHEMA = "recovery"
-BOOKKEEPING_TABLES = (recovery_log, reconciliation_cache, constraint_rejections)
+BOOKKEEPING_TABLES = (recovery_log, recovery_journal, recovery_undo, reconciliation_cache, constraint_rejections)
 # The catalogue's table -> the Health Export API's name, where they differ (database/schema.sql).
 API_NAMES = {"workout_metrics": "workouts"}
 

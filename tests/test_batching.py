@@ -11,8 +11,11 @@ from recovery_lib.batching import PG_MAX_PARAMS, BatchConfig
 from recovery_lib.errors import BatchConfigError
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store import metric_rows
+from recovery_lib.store.journal import JournalContext
 
 T0 = datetime(2024, 2, 6, 22, 30, tzinfo=UTC)
+# Every merge journals what it wrote: these tests write as one (made-up) run and ingestion.
+JOURNAL = JournalContext("test-run", str(uuid.uuid4()))
 
 
 def test_default_chunks_stay_under_the_limit_with_margin():
@@ -83,7 +86,7 @@ def _copy_merge(engine, user_id, rows):
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(metric_rows.staging_ddl(table))
         metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows])
-        cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
+        cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id, **JOURNAL.params(table.name)})
         return cursor.fetchone()
 
 
@@ -120,8 +123,8 @@ def test_insert_rows_chunks_under_the_limit_and_is_idempotent(engine, user):
     assert len(rows) * BatchConfig.params_per_row("heart_rate_metrics") > PG_MAX_PARAMS
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
-        assert metric_rows.insert_rows(cursor, table, user, rows, chunk) == (9000, 0)
-        assert metric_rows.insert_rows(cursor, table, user, rows, chunk) == (0, 0)
+        assert metric_rows.insert_rows(cursor, table, user, rows, chunk, JOURNAL) == (9000, 0)
+        assert metric_rows.insert_rows(cursor, table, user, rows, chunk, JOURNAL) == (0, 0)
         count = conn.execute(sa.text("SELECT count(*) FROM heart_rate_metrics")).scalar()
     assert count == 9000
 
@@ -129,7 +132,7 @@ def test_insert_rows_chunks_under_the_limit_and_is_idempotent(engine, user):
 def test_insert_rows_refuses_a_chunk_over_the_limit(engine, user):
     table = METRIC_TABLES["heart_rate_metrics"]
     with engine.begin() as conn, pytest.raises(BatchConfigError, match="exceeds 65535"):
-        metric_rows.insert_rows(conn.connection.dbapi_connection.cursor(), table, user, {T0: {}}, 9000)
+        metric_rows.insert_rows(conn.connection.dbapi_connection.cursor(), table, user, {T0: {}}, 9000, JOURNAL)
 
 
 def test_staging_types_match_the_target_columns(engine, user):
@@ -141,6 +144,6 @@ def test_staging_types_match_the_target_columns(engine, user):
         cursor.execute(metric_rows.staging_ddl(table))
         metric_rows.copy_rows(cursor, table, [(0, T0, {"ended_at": end, "workout_type": "Outdoor Run",
                                                      "distance_meters": 5000.0}, "workouts", 0)])
-        cursor.execute(metric_rows.merge_sql(table), {"user_id": user})
+        cursor.execute(metric_rows.merge_sql(table), {"user_id": user, **JOURNAL.params(table.name)})
         row = conn.execute(sa.text("SELECT ended_at, workout_type, distance_meters FROM workout_metrics")).one()
     assert tuple(row) == (end, "Outdoor Run", 5000.0)

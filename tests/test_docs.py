@@ -9,7 +9,7 @@ import pytest
 from recovery_lib.cli import commands
 from recovery_lib.db import PROJECT_ROOT
 from recovery_lib.runbook import parameters
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS
+from recovery_lib.runbook.notebooks import STORED_NOTEBOOKS
 
 README = PROJECT_ROOT / "README.md"
 
@@ -35,7 +35,7 @@ def test_every_command_and_subcommand_is_documented(readme: str) -> None:
 
 def test_every_notebook_and_parameter_is_documented(readme: str) -> None:
     missing = []
-    for name in ALL_NOTEBOOKS:
+    for name in STORED_NOTEBOOKS:
         if f"notebooks/{name}.ipynb" not in readme and not re.search(rf"recovery_lib run {name}\b", readme):
             missing.append(f"notebook {name}")
         for parameter in parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb"):

@@ -1,4 +1,4 @@
-"""The runbook notebooks (four daily, one weekly): stored clean, validated first, end to end on an incident.
+"""The runbook notebooks (four daily, one weekly, the undo on demand): stored clean, validated first, end to end.
 
 The end-to-end set executes monitor -> preview -> recover -> verify, then the weekly review over
 what they left, once (the session fixture ``runbook`` of conftest.py, shared with
@@ -8,6 +8,7 @@ and every assertion reads that one set.
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -21,7 +22,7 @@ from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
 from recovery_lib.runbook.demo import compare_with_truth
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, REPORT_SCRAPS, RUNBOOK_ORDER
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, ON_DEMAND, REPORT_SCRAPS, RUNBOOK_ORDER, STORED_NOTEBOOKS
 from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
 
 NOTEBOOKS = parameters.NOTEBOOKS_DIR
@@ -37,13 +38,14 @@ def load(name: str) -> Any:
 # --- (a) the stored notebooks ---------------------------------------------------------------------
 
 
-def test_the_runbook_is_four_daily_notebooks_and_the_weekly_review() -> None:
+def test_the_runbook_is_four_daily_notebooks_the_weekly_review_and_the_undo_on_demand() -> None:
     assert RUNBOOK_ORDER == ("monitor", "preview", "recover", "verify") and ALL_NOTEBOOKS == (*RUNBOOK_ORDER, "review")
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(ALL_NOTEBOOKS)
-    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(ALL_NOTEBOOKS)
+    assert ON_DEMAND == ("undo",) and STORED_NOTEBOOKS == (*ALL_NOTEBOOKS, *ON_DEMAND)
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(STORED_NOTEBOOKS)
+    assert set(REPORT_SCRAPS) == set(RUNBOOK_NOTEBOOKS) == set(STORED_NOTEBOOKS)
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_is_stored_without_outputs(name: str) -> None:
     nb = load(name)
     nbformat.validate(nb)
@@ -55,7 +57,7 @@ def test_notebook_is_stored_without_outputs(name: str) -> None:
     assert "papermill" not in nb.metadata
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_starts_with_instructions(name: str) -> None:
     first = load(name).cells[0]
     assert first.cell_type == "markdown"
@@ -63,7 +65,7 @@ def test_notebook_starts_with_instructions(name: str) -> None:
         assert text in first.source, f"{name}: first cell lacks {text!r}"
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -> None:
     nb = load(name)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
@@ -79,7 +81,7 @@ def test_first_code_cell_after_parameters_validates_every_parameter(name: str) -
     assert all(p.type_name in ("int", "float", "bool", "str", "list") for p in declared.values())
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_glues_its_report_and_never_shows_a_raw_url(name: str) -> None:
     sources = "\n".join(c.source for c in load(name).cells if c.cell_type == "code")
     assert f'glue_report("{REPORT_SCRAPS[name]}"' in sources
@@ -216,6 +218,23 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
     assert all(r["outcome"] == "ok" for r in records)
 
 
+def test_recover_writes_the_users_notices_beside_its_report_and_shows_them(runbook: Runbook) -> None:
+    recover = runbook.results["recover"]
+    run_id = recover.report["run_id"]
+    written = [runbook.runs / f"restoration_notices_{run_id}.{kind}" for kind in ("csv", "json")]
+    assert recover.report["notices"] == [str(p) for p in written]
+    notices = json.loads(written[1].read_text())
+    assert notices["rows_restored_total"] == recover.report["rows_inserted_total"] > 0
+    assert notices["users_total"] == len(recover.report["users"])
+    shown = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nbformat.read(recover.notebook, as_version=4).cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert f"restoration notices of run {run_id[:8]}: {notices['users_total']} users" in shown
+    assert f"written beside the report: {written[0].name}, {written[1].name}" in shown
+    families = {r["family"] for u in notices["users"] for r in u["restored"]}
+    assert families and all(family in shown for family in families)
+
+
 def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook) -> None:
     recover = runbook.results["recover"]
     assert recover.notebook.stem.endswith("_recover_w7")
@@ -244,7 +263,7 @@ def test_charts_survive_archiving(runbook: Runbook) -> None:
 def test_password_never_reaches_a_produced_file(runbook: Runbook) -> None:
     assert all(not result.scrubbed for result in runbook.results.values()), "the runner had to scrub a password"
     produced = list(runbook.runs.iterdir())
-    assert len(produced) == 16  # 5 x (ipynb, json, html) + index.jsonl
+    assert len(produced) == 18  # 5 x (ipynb, json, html) + index.jsonl + the recovery's notices (csv, json)
     for path in produced:
         assert runbook.password.encode() not in path.read_bytes(), path.name
     # the URL with the password was in use: the notebooks showed it masked
@@ -349,6 +368,9 @@ def test_demo_runs_the_whole_runbook_and_matches_the_truth(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "MISMATCH" not in out and "all numbers match the ground truth" in out
+    run_id = json.loads(next(runs.glob("*_recover.json")).read_text())["run_id"]
+    notices = [runs / f"restoration_notices_{run_id}.{kind}" for kind in ("csv", "json")]
+    assert f"restoration notices: {notices[0]}, {notices[1]}" in out and all(p.exists() for p in notices)
     for name in ALL_NOTEBOOKS:
         assert len(list(runs.glob(f"*_{name}.ipynb"))) == len(list(runs.glob(f"*_{name}.json"))) == 1
     assert audit.verify_index(runs / "index.jsonl") == []

@@ -9,9 +9,17 @@ from __future__ import annotations
 import pytest
 
 from recovery_lib.errors import ParameterError
-from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, Thresholds, VerifyOptions
+from recovery_lib.options import (
+    MonitorOptions,
+    NoticesOptions,
+    RecoveryOptions,
+    ReviewOptions,
+    Thresholds,
+    UndoOptions,
+    VerifyOptions,
+)
 from recovery_lib.runbook import parameters
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, options_for
+from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, STORED_NOTEBOOKS, options_for
 
 DEFAULTS = {
     "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
@@ -19,13 +27,15 @@ DEFAULTS = {
     "preview": {name: getattr(RecoveryOptions(), name) for name in
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "worker")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "worker",
+                 "runs_dir")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
+    "undo": {"run_id": None, "dry_run": UndoOptions().dry_run},  # run_id is required: no default
 }
 
 
-@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+@pytest.mark.parametrize("name", STORED_NOTEBOOKS)
 def test_notebook_parameter_cells_hold_the_options_defaults(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     assert set(declared) == set(DEFAULTS[name])
@@ -41,6 +51,13 @@ def test_the_defaults_of_each_notebook_validate(name: str) -> None:
     declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / f"{name}.ipynb")
     options = options_for(name, **{p: d.default for p, d in declared.items()})
     assert options.to_dict()
+
+
+def test_the_undo_notebook_needs_a_run_id_and_says_so_before_any_database_access() -> None:
+    declared = parameters.declared_parameters(parameters.NOTEBOOKS_DIR / "undo.ipynb")
+    with pytest.raises(ParameterError, match="run_id must be a recovery run id"):
+        options_for("undo", **{p: d.default for p, d in declared.items()})
+    assert options_for("undo", run_id="9F2C41D0", dry_run=True).to_dict() == {"run_id": "9f2c41d0", "dry_run": True}
 
 
 def test_recovery_options_validate_once_and_name_the_parameter() -> None:
@@ -88,3 +105,16 @@ def test_review_options() -> None:
             ReviewOptions.validated(weeks=bad)
     with pytest.raises(ParameterError, match="runs_dir must be a folder path"):
         ReviewOptions.validated(runs_dir="  ")
+
+
+def test_undo_and_notices_options_name_a_run_by_its_id_or_a_prefix() -> None:
+    assert UndoOptions.validated(run_id=" 9F2C41D0 ").to_dict() == {"run_id": "9f2c41d0", "dry_run": False}
+    assert UndoOptions.validated(run_id="9f2c41d07a3b4e5f", dry_run="true").dry_run is True
+    assert NoticesOptions.validated(run_id="9f2c41d0").to_dict() == {"run_id": "9f2c41d0", "out_dir": "."}
+    assert NoticesOptions.validated(run_id="9f2c41d0", out_dir=" notices ").out_dir == "notices"
+    for make in (UndoOptions.validated, NoticesOptions.validated):
+        for bad in (None, "", "9f2c41d", "run 9f2c41d0", "9f2c41d0'; --"):
+            with pytest.raises(ParameterError, match="run_id must be a recovery run id"):
+                make(run_id=bad)
+    with pytest.raises(ParameterError, match="out_dir must be a folder path"):
+        NoticesOptions.validated(run_id="9f2c41d0", out_dir=" ")

@@ -51,7 +51,8 @@ RECOVER_GRANTS = [
     "GRANT SELECT ON raw_ingestions, reconciliation_cache TO rr_recover",
     "GRANT UPDATE (processing_status, processing_errors, processed_at) ON raw_ingestions TO rr_recover",
     f"GRANT SELECT, INSERT, UPDATE ON {METRIC_TABLE_NAMES} TO rr_recover",
-    "GRANT INSERT ON recovery_log TO rr_recover",
+    "GRANT SELECT, INSERT ON recovery_log, recovery_journal TO rr_recover",
+    "GRANT SELECT ON recovery_undo TO rr_recover",
     "GRANT SELECT, INSERT, DELETE ON constraint_rejections TO rr_recover",
 ]
 RECOVER_CACHE_GRANT = "GRANT INSERT ON reconciliation_cache TO rr_recover"  # optional
@@ -199,7 +200,7 @@ def marker_payloads() -> tuple[dict, dict]:
 
 
 @pytest.mark.slow
-def test_health_values_appear_in_no_output_log_report_or_note(engine, tmp_path):
+def test_health_values_appear_in_no_output_log_report_note_notice_or_journal(engine, tmp_path):
     mixed, clean = marker_payloads()
     first, second, third = (add_user(engine) for _ in range(3))
     add_ingestion(engine, first, mixed, errors=[{"error": "number of parameters must be between 0 and 65535"}])
@@ -232,9 +233,26 @@ def test_health_values_appear_in_no_output_log_report_or_note(engine, tmp_path):
     assert stored == (VALUE_MARKERS["valid heart rate Avg"], VALUE_MARKERS["valid heart rate Min"],
                       VALUE_MARKERS["valid heart rate Max"], TEXT_MARKERS["source device"])
     assert statuses(engine)[silent] == "recovered"
-    report = json.loads(next((tmp_path / "reports").glob("data_recovery_report_*.json")).read_text())
+    written = [json.loads(p.read_text()) for p in (tmp_path / "reports").glob("data_recovery_report_*.json")]
+    report = next(r for r in written if not r["dry_run"])  # the preview's report lies beside it
     assert report["rejected_points_total"] == 5 and report["failure_categories"] == {
         "rejected_points": 1, "invalid_structure": 2}
+    # The users' restoration notices (written beside the report, and rebuilt), and the undo of the run.
+    notice = json.loads((tmp_path / "reports" / f"restoration_notices_{report['run_id']}.json").read_text())
+    assert notice["still_failing_total"] == 3 and notice["rows_restored_total"] == report["rows_inserted_total"]
+    for name, argv in {
+        "notices": ["-v", "notices", report["run_id"], "--out", "rebuilt"],
+        "undo dry run": ["-v", "recover", "undo", report["run_id"], "--dry-run", "--report-dir", "undo"],
+        "undo": ["-v", "recover", "undo", report["run_id"], "--report-dir", "undo"],
+    }.items():
+        result = cli(url, *argv, cwd=tmp_path)
+        outputs[f"{name} stdout"], outputs[f"{name} stderr"] = result.stdout, result.stderr
+        assert result.returncode == 0, result.stderr[-3000:]
+    with engine.connect() as conn:
+        for table in ("recovery_journal", "recovery_undo"):
+            outputs[table] = "\n".join(str(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}")).all())
+        outputs["processing_errors after the undo"] = "\n".join(
+            str(e) for e in conn.execute(sa.text("SELECT processing_errors::text FROM raw_ingestions")).scalars())
 
     needles = [repr(v) for v in VALUE_MARKERS.values()] + [str(v) for v in VALUE_MARKERS.values()]
     needles += list(TEXT_MARKERS.values()) + ["MARKER"]
@@ -314,6 +332,8 @@ def test_recover_role_recovers_everything(engine, roles, tmp_path, cache_insert)
     assert "permission denied" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
     report = json.loads(next((tmp_path / "reports").glob("data_recovery_report_*.json")).read_text())
     assert report["recovered"] > 0 and report["missing_after_total"] == 0
+    notices = json.loads((tmp_path / "reports" / f"restoration_notices_{report['run_id']}.json").read_text())
+    assert notices["rows_restored_total"] == report["rows_inserted_total"] > 0
     assert_all_recovered(engine)
     with engine.connect() as conn:
         cached = conn.execute(sa.text("SELECT count(*) FROM reconciliation_cache")).scalar_one()
@@ -332,6 +352,29 @@ def test_readonly_role_cannot_recover_says_why_and_changes_nothing(engine, roles
     assert "permission denied for table" in result.stderr, result.stderr[-3000:]
     assert result.returncode != 0, f"recover without write privileges exited 0; it printed:\n{result.stdout}"
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr[-3000:]
+
+
+def test_the_recover_role_cannot_undo_a_readonly_role_previews_it_and_rebuilds_the_notices(engine, roles, tmp_path):
+    small_incident(engine)
+    recover = cli(roles["rr_recover"], "recover", "--no-progress", "--report-dir", "reports", cwd=tmp_path)
+    assert recover.returncode == 0, recover.stderr[-3000:]
+    report = json.loads(next((tmp_path / "reports").glob("data_recovery_report_*.json")).read_text())
+    recovered = fingerprint(engine)
+
+    undo = cli(roles["rr_recover"], "recover", "undo", report["run_id"], "--report-dir", "undo", cwd=tmp_path)
+    assert undo.returncode == 1 and "permission denied" in undo.stderr, undo.stderr[-3000:]
+    assert "Traceback" not in undo.stderr and fingerprint(engine) == recovered
+
+    preview = cli(roles["rr_readonly"], "recover", "undo", report["run_id"], "--dry-run", "--report-dir", "undo",
+                  cwd=tmp_path)
+    assert preview.returncode == 0 and preview.stdout.startswith("dry run: undo of run"), preview.stderr[-3000:]
+    notices = cli(roles["rr_readonly"], "notices", report["run_id"], "--out", "later", cwd=tmp_path)
+    assert notices.returncode == 0, notices.stderr[-3000:]
+    rebuilt = json.loads((tmp_path / "later" / f"restoration_notices_{report['run_id']}.json").read_text())
+    written = json.loads((tmp_path / "reports" / f"restoration_notices_{report['run_id']}.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k != "generated_at"} == {
+        k: v for k, v in written.items() if k != "generated_at"}
+    assert fingerprint(engine) == recovered
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,9 @@ def _demo(args: argparse.Namespace) -> int:
     for name, run in result.results.items():
         print(f"  {name:8} notebook {run.notebook.name}  report {run.report_path.name}  "
               f"html {run.html_path.name if run.html_path else '-'}")
+    notices = (result.results["recover"].report or {}).get("notices") or []
+    if notices:  # what the operator sends the users: rows restored per metric family, what still fails
+        print(f"  restoration notices: {', '.join(notices)}")
     for what, found, expected, equal in result.checks:
         print(f"  {what:40} {found!s:>8}   ground truth {expected!s:>8}   {'match' if equal else 'MISMATCH'}")
     if not result.ok:

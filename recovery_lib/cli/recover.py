@@ -1,4 +1,4 @@
-"""``recover`` (reconciling recovery, or ``--dry-run``) and ``reprocess-failed`` (the legacy path)."""
+"""``recover`` (or ``--dry-run``), ``recover undo RUN_ID`` and ``reprocess-failed`` (the legacy path)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument("--report-dir", default=".", help="where data_recovery_report_*.json is written")
     recover.add_argument("--no-progress", action="store_true", help="no progress bar")
     recover.set_defaults(func=_recover)
+    actions = recover.add_subparsers(dest="recover_action", metavar="ACTION")
+    undo = actions.add_parser(
+        "undo", help="revert exactly what a recovery run wrote (rows, filled columns, statuses), from its journal")
+    undo.add_argument("run_id", metavar="RUN_ID", help="the run's id (the report's run_id, or its first 8+ digits)")
+    undo.add_argument("--dry-run", action="store_true", help="check and count everything, write nothing")
+    undo.add_argument("--report-dir", default=".", help="where undo_report_<run>_*.json is written")
+    undo.set_defaults(func=_undo)
 
     legacy = subparsers.add_parser(
         "reprocess-failed", help="legacy path: re-run status 'error' ingestions, no silent-loss reconciliation"
@@ -44,7 +51,7 @@ def _summary(report: dict[str, Any]) -> str:
 
     mode = "DRY RUN (nothing written)" if report["dry_run"] else "RECOVERY"
     lines = [
-        f"{mode} run {report['run_id'][:8]} on {report['database']}",
+        f"{mode} run {report['run_id']} on {report['database']}",
         f"  candidates {report['candidates']}: recovered {report['recovered']}, "
         f"failed {report['recovery_failed']}, skipped {report['skipped']}",
         f"  rows missing before {report['missing_before_total']}, inserted {report['rows_inserted_total']}, "
@@ -82,6 +89,8 @@ def _run(args: argparse.Namespace, **values: Any) -> int:
               "finished ingestions are kept, nothing half-written: fix the cause and rerun", file=sys.stderr)
         return 1
     print(_summary(report.to_dict()))
+    if report.notices:
+        print("  restoration notices: " + ", ".join(report.notices))
     return 0
 
 
@@ -91,6 +100,46 @@ def _recover(args: argparse.Namespace) -> int:
         max_concurrent_jobs=args.max_concurrent_jobs, dry_run=args.dry_run,
         include_silent_loss=not args.no_silent_loss, insert_method=args.insert_method,
     )
+
+
+def _undo(args: argparse.Namespace) -> int:
+    from recovery_lib import db, recovery
+    from recovery_lib.options import UndoOptions
+    from recovery_lib.redact import mask_url
+
+    try:
+        options = UndoOptions.validated(run_id=args.run_id, dry_run=args.dry_run)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = recovery.undo_run(None, options, report_dir=args.report_dir)
+    except recovery.UndoRefused as exc:
+        print(f"error: undo refused: {exc}", file=sys.stderr)
+        if exc.report is not None:
+            print(_undo_summary(exc.report.to_dict()))
+        return 1
+    except DBAPIError as exc:
+        print(f"error: {db.describe_error(exc)} (database: {mask_url(db.database_url())}); "
+              "undone ingestions are kept, nothing half-undone: fix the cause and rerun", file=sys.stderr)
+        return 1
+    print(_undo_summary(report.to_dict()))
+    return 0
+
+
+def _undo_summary(report: dict[str, Any]) -> str:
+    from recovery_lib.recovery.undo_report import headline
+
+    lines = [headline(report)]
+    for name, t in report["tables"].items():
+        lines.append(f"    {name:<24} rows deleted {t['rows_deleted']:>8} values cleared {t['values_cleared']:>6}")
+    for item in report["ingestions"]:
+        if item["outcome"] != "refused":
+            continue
+        lines.append(f"  refused ingestion {item['ingestion_id']} (user {item['user_id']}): {item['message']}")
+        for c in item["conflicts"]:
+            lines.append(f"    {c['table']} row id {c['row_id']} at {c['key']}: changed by {c['changed_by']}")
+    return "\n".join(lines)
 
 
 def _reprocess_failed(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from recovery_lib.errors import KernelSetupError, ParameterError
 from recovery_lib.redact import protect_handlers
 from recovery_lib.runbook.audit import DEFAULT_RUNS_DIR  # not from execute: papermill is slow to import
-from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, headline
+from recovery_lib.runbook.notebooks import STORED_NOTEBOOKS, headline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "RECOVERY_KERNEL_DIR (nothing executed)."
         ),
     )
-    run.add_argument("notebook", metavar="NOTEBOOK", help=f"one of {', '.join(ALL_NOTEBOOKS)} (or a path to an .ipynb)")
+    run.add_argument(
+        "notebook", metavar="NOTEBOOK", help=f"one of {', '.join(STORED_NOTEBOOKS)} (or a path to an .ipynb)")
     run.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
         help="a notebook parameter, e.g. -p hours 6 -p statuses '[\"error\"]' (repeatable)",

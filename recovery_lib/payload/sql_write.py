@@ -3,7 +3,7 @@
 The statements come from :mod:`recovery_lib.payload.sql_plan` (the parser's rules compiled to SQL).
 
     >>> plan = sql_plan.plan_payload(cursor, ingestion_id, latest)
-    >>> reports = insert_planned(cursor, plan, user_id)     # None: rolled back, the parser does it all
+    >>> reports = insert_planned(cursor, plan, user_id, journal)   # None: rolled back, the parser does it all
 
 Within a table, the first metric is written by one statement (a plain INSERT when the user has
 no rows in its date range, the large metric of an export usually is), then the table's other
@@ -16,7 +16,7 @@ to its savepoint.
 Counts are exact: keys are unique within a metric, so a table's distinct keys are the first
 metric's points plus the other metrics' keys it did not have, and those are tracked in a small
 temporary table with the ctid of their row before the insert (an UPDATE moves a row to a new
-ctid: that row was filled).
+ctid: that row was filled). Every statement journals what it wrote (:mod:`recovery_lib.store.journal`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from recovery_lib.payload.sql_plan import (
     statement_params,
 )
 from recovery_lib.schema import METRIC_TABLES, MetricTable
+from recovery_lib.store.journal import JournalContext, journaled
 from recovery_lib.store.metric_rows import TableReport, update_clause
 
 # Distinct keys of a table's metrics and the ctid of their row before the inserts (see _report).
@@ -41,22 +42,25 @@ KEYS_TABLE = "sql_path_keys"
 _KEYS_DDL = f"CREATE TEMP TABLE {KEYS_TABLE} (key timestamptz NOT NULL, pre_ctid tid) ON COMMIT DELETE ROWS"
 
 
-def insert_planned(cursor: Any, plan: SqlPlan, user_id: str) -> dict[str, TableReport] | None:
-    """Write the planned metrics; the reports per table, or None after rolling everything back.
+def insert_planned(
+    cursor: Any, plan: SqlPlan, user_id: str, journal: JournalContext
+) -> dict[str, TableReport] | None:
+    """Write the planned metrics, journaled; the reports per table, or None after rolling everything back.
 
-    Runs inside the caller's transaction, under its own savepoint.
+    Runs inside the caller's transaction, under its own savepoint (the journal lines roll back with it).
     """
     cursor.execute(f"SELECT to_regclass('pg_temp.{KEYS_TABLE}') IS NULL")
     if cursor.fetchone()[0]:
         cursor.execute(_KEYS_DDL)  # once per connection, like sql_plan's metrics table
     return run_guarded(cursor, "sql_path", lambda: {
-        name: _write_table(cursor, plan, METRIC_TABLES[name], metrics, user_id)
+        name: _write_table(cursor, plan, METRIC_TABLES[name], metrics, user_id, journal)
         for name, metrics in plan.tables.items()
     })
 
 
 def _write_table(
-    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: list[PlannedMetric], user_id: str
+    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: list[PlannedMetric], user_id: str,
+    journal: JournalContext,
 ) -> TableReport:
     first, rest = metrics[0], metrics[1:]
     if not _rows_in_range(cursor, table, metrics, user_id):
@@ -65,7 +69,7 @@ def _write_table(
         cursor.execute("SAVEPOINT sql_path_table")
         try:
             _fill_keys(cursor, plan, table, rest, user_id)
-            first_inserted = _insert(cursor, plan, table, [first], user_id, merge=False)
+            first_inserted = _insert(cursor, plan, table, [first], user_id, journal, merge=False)
             cursor.execute("RELEASE SAVEPOINT sql_path_table")
         except Exception as exc:
             # A key the probe did not see (outside the first/last dates, a concurrent writer,
@@ -81,11 +85,11 @@ def _write_table(
                 {"user_id": user_id},
             )
             overlap = int(cursor.fetchone()[0])
-            inserted = first_inserted + _insert(cursor, plan, table, rest, user_id, merge=True)
+            inserted = first_inserted + _insert(cursor, plan, table, rest, user_id, journal, merge=True)
             # The plain INSERT proved the first metric's keys new, so they add no "before" rows.
             return _report(cursor, table, user_id, inserted, extra_keys=first_inserted - overlap)
     _fill_keys(cursor, plan, table, metrics, user_id)
-    inserted = sum(_insert(cursor, plan, table, part, user_id, merge=True) for part in ([first], rest))
+    inserted = sum(_insert(cursor, plan, table, part, user_id, journal, merge=True) for part in ([first], rest))
     return _report(cursor, table, user_id, inserted, extra_keys=0)
 
 
@@ -182,22 +186,20 @@ def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: boo
         f"SELECT %(user_id)s, * FROM ({source}) rows"
     )
     if not merge:
-        return insert  # every row it writes is new: the row count says it all
+        return journaled(table, insert, merge=False)  # every row it writes is new
     sets, changed = update_clause(table)
-    return (
-        f"WITH written AS ({insert} ON CONFLICT (user_id, {table.key}) DO UPDATE SET {sets} WHERE {changed} "
-        "RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted) FROM written"
-    )
+    return journaled(table, f"{insert} ON CONFLICT (user_id, {table.key}) DO UPDATE SET {sets} WHERE {changed}")
 
 
 def _insert(
-    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: Sequence[PlannedMetric], user_id: str, *, merge: bool
+    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: Sequence[PlannedMetric], user_id: str,
+    journal: JournalContext, *, merge: bool,
 ) -> int:
-    """Rows inserted (not filled) by writing ``metrics`` (nothing to write: 0)."""
+    """Rows inserted (not filled) by writing ``metrics`` (nothing to write: 0), journaled."""
     if not metrics:
         return 0
     cursor.execute(
         _insert_sql(table, metrics, merge),
-        statement_params(plan, user_id=user_id),
+        statement_params(plan, user_id=user_id, **journal.params(table.name)),
     )
-    return int(cursor.fetchone()[0]) if merge else int(cursor.rowcount)
+    return int(cursor.fetchone()[0])

@@ -6,6 +6,8 @@ Who owns what::
     ingestion.py   one ingestion's transaction: claim, checksum, write, status, log
     writes.py      writing one payload's rows three ways (sql, copy, insert), with exact counts
     report.py      the recovery report (JSON-able) and its headline
+    undo.py        undoing a run: revert exactly what its journal says, one ingestion per transaction
+    undo_report.py the undo report and its headline
 
 The options come validated from :class:`recovery_lib.options.RecoveryOptions`:
 
@@ -14,7 +16,8 @@ The options come validated from :class:`recovery_lib.options.RecoveryOptions`:
     >>> print(report.headline())
 """
 
-from recovery_lib.errors import RecoveryAborted
+from recovery_lib.errors import RecoveryAborted, UndoRefused
 from recovery_lib.recovery.engine import preview, run_recovery
+from recovery_lib.recovery.undo import undo_run
 
-__all__ = ["RecoveryAborted", "preview", "run_recovery"]
+__all__ = ["RecoveryAborted", "UndoRefused", "preview", "run_recovery", "undo_run"]

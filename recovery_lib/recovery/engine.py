@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import backups, db, discovery, target
+from recovery_lib import backups, db, discovery, notices, target
 from recovery_lib.db import describe_error, is_connection_lost, run
 from recovery_lib.discovery import Candidate
 from recovery_lib.errors import RecoveryAborted
@@ -97,12 +97,28 @@ def run_recovery(
         _process_all(engine, candidates, options, report, progress, on_ingestion)
     finally:
         report.finished_at = datetime.now(UTC)
+        # Beside the report; a notebook run (no report of its own here) puts them in its runs folder.
+        notices_dir = report_dir if report_dir is not None else options.runs_dir
+        if notices_dir is not None and not options.dry_run:
+            _write_notices(engine, report, notices_dir)
         if report_dir is not None:
             path = report.write(report_dir)
             _log.info("report written to %s", path)
     if report.aborted:
         raise RecoveryAborted(report.aborted, report)
     return report
+
+
+def _write_notices(engine: Engine, report: RecoveryReport, directory: Path | str) -> None:
+    """The users' restoration notices beside the report (:mod:`recovery_lib.notices`); a failure is only logged."""
+    try:
+        paths = notices.of_run(engine, report.run_id).write(directory)
+    except DBAPIError as exc:
+        _log.warning("restoration notices not written (%s); rebuild them with: python -m recovery_lib notices %s",
+                     describe_error(exc), report.run_id)
+        return
+    report.notices = [str(p) for p in paths]
+    _log.info("restoration notices written to %s", ", ".join(report.notices))
 
 
 def _discover_with_retries(engine: Engine, options: RecoveryOptions, report: RecoveryReport) -> list[Candidate]:

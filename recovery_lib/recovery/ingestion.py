@@ -154,12 +154,13 @@ def _fail_alone(
     outcome = new_outcome(candidate, worker, "recovery_failed")
     category = "statement_timeout" if "statement timeout" in message else "query_canceled"
     with conn.begin():
-        if claim(conn, candidate, options, lock=True) is None:
+        claim_row = claim(conn, candidate, options, lock=True)
+        if claim_row is None:
             outcome.outcome = "skipped"
             outcome.failure_message = "claimed by another run, or its status changed since discovery"
             return outcome
         _fail(outcome, category, f"{message}; rerun with --status recovery_failed (and a longer timeout)")
-        _finish(conn, outcome, report.run_id)
+        _finish(conn, outcome, report.run_id, claim_row)
     return outcome
 
 
@@ -180,12 +181,13 @@ def _recover(
                   "recover it anyway")
         else:
             failure = merge_payload(
-                conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at
+                conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at,
+                report.run_id,
             )
             rejections.replace(conn, candidate.ingestion_id, report.run_id, outcome.refusals)
             if failure:
                 _fail(outcome, *failure)
-        _finish(conn, outcome, report.run_id)
+        _finish(conn, outcome, report.run_id, claim_row)
         outcome.committing = True  # the block's end sends COMMIT
 
 
@@ -193,7 +195,7 @@ def _fail(outcome: IngestionOutcome, category: str, message: str) -> None:
     outcome.outcome, outcome.failure_category, outcome.failure_message = "recovery_failed", category, message
 
 
-def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
+def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str, claim_row: Any) -> None:
     note = None
     if outcome.outcome == "recovery_failed":
         note = {
@@ -203,4 +205,5 @@ def _finish(conn: Connection, outcome: IngestionOutcome, run_id: str) -> None:
         }
     ingestions.set_outcome(conn, outcome.ingestion_id, outcome.outcome, note)
     recovery_log.log_outcome(conn, run_id=run_id, worker=outcome.worker, ingestion_id=outcome.ingestion_id,
-                             outcome=outcome.outcome, rows=outcome.rows_inserted)
+                             outcome=outcome.outcome, rows=outcome.rows_inserted,
+                             status_before=claim_row.processing_status, processed_at_before=claim_row.processed_at)

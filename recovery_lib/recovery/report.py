@@ -120,6 +120,7 @@ class RecoveryReport:
     # A preview: whether this role may try the writes (rolled back) to learn the target's refusals.
     constraints_checkable: bool | None = None
     target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
+    notices: list[str] = field(default_factory=list)  # the restoration notices written beside the report
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -194,6 +195,7 @@ class RecoveryReport:
             "workers": dict(Counter(i.worker for i in self.ingestions if i.worker)),
             "duration_seconds": round(duration, 3),
             "rows_per_second": round(inserted / duration, 1) if duration > 0 else 0.0,
+            "notices": list(self.notices),
             "ingestions": [i.to_dict() for i in self.ingestions],
         }
 

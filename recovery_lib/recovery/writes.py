@@ -8,7 +8,7 @@
 All three fill NULL columns and never overwrite (:mod:`recovery_lib.store.metric_rows`), and
 give the same rows, counts and rejections.
 
-    >>> failure = merge_payload(conn, candidate, outcome, config, "sql", now)   # None: recovered
+    >>> failure = merge_payload(conn, candidate, outcome, config, "sql", now, run_id)   # None: recovered
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from recovery_lib.recovery import refusals
 from recovery_lib.recovery.report import IngestionOutcome
 from recovery_lib.schema import METRIC_TABLES, MetricTable, catalogue_bound
 from recovery_lib.store import metric_rows
+from recovery_lib.store.journal import JournalContext
 from recovery_lib.store.metric_rows import TableReport
 
 if TYPE_CHECKING:
@@ -43,25 +44,28 @@ def merge_payload(
     config: BatchConfig,
     method: str,
     now: datetime,
+    run_id: str,
 ) -> tuple[str, str] | None:
     """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
 
-    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring).
+    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring). Every write is
+    journaled under ``run_id`` (:mod:`recovery_lib.store.journal`), in the same transaction.
     """
     parser = PayloadParser(now=now)
+    journal = JournalContext(run_id, candidate.ingestion_id)
     sql_points = 0
     try:
         if method == "insert":
             _insert_path(conn, candidate.user_id, parser, stored.stream_items(conn, candidate.ingestion_id),
-                         outcome, config)
+                         outcome, config, journal)
         else:
             shaped = stored.structure(conn, candidate.ingestion_id)
             # The SQL fast path writes the catalogue's tables only: on another database the parser does it all.
             sql_ok = method == "sql" and shaped.ok and catalogue_bound()
-            written = _sql_path(conn, candidate, parser.latest) if sql_ok else None
+            written = _sql_path(conn, candidate, parser.latest, journal) if sql_ok else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
                                         known_structure=shaped)
-            _copy_path(conn, candidate.user_id, parser, items, outcome, config)
+            _copy_path(conn, candidate.user_id, parser, items, outcome, config, journal)
             if written:
                 outcome.tables.update(written[0])
                 outcome.sql_tables = sorted(written[0])
@@ -101,7 +105,7 @@ def failure_of(outcome: IngestionOutcome) -> tuple[str, str] | None:
 
 
 def _sql_path(
-    conn: Connection, candidate: Candidate, latest: datetime
+    conn: Connection, candidate: Candidate, latest: datetime, journal: JournalContext
 ) -> tuple[dict[str, TableReport], list[int], int] | None:
     """The tables SQL wrote, the metric positions and points it covered; None leaves all to the parser.
 
@@ -110,7 +114,7 @@ def _sql_path(
     cursor = new_cursor(conn)
     try:
         plan = sql_plan.plan_payload(cursor, candidate.ingestion_id, latest)
-        reports = sql_write.insert_planned(cursor, plan, candidate.user_id) if plan else None
+        reports = sql_write.insert_planned(cursor, plan, candidate.user_id, journal) if plan else None
     finally:
         cursor.close()
     return (reports, plan.positions, plan.points) if plan and reports is not None else None
@@ -118,7 +122,7 @@ def _sql_path(
 
 def _copy_path(
     conn: Connection, user_id: str, parser: PayloadParser, items: Any,
-    outcome: IngestionOutcome, config: BatchConfig,
+    outcome: IngestionOutcome, config: BatchConfig, journal: JournalContext,
 ) -> None:
     cursor = new_cursor(conn)
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any], str, int]]] = {name: [] for name in METRIC_TABLES}
@@ -147,7 +151,7 @@ def _copy_path(
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         expected, before = cursor.fetchone()
         search = refusals.Search(cursor, name)
-        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id, expected))
+        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id, expected, journal))
         cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
         _, after = cursor.fetchone()
         outcome.tables[name] = _report(conn, user_id, search, outcome, TableReport(expected, before, inserted,
@@ -155,14 +159,17 @@ def _copy_path(
     cursor.close()
 
 
-def _staged_merges(cursor: Any, table: MetricTable, user_id: str, size: int) -> tuple[Any, Any, Any]:
+def _staged_merges(
+    cursor: Any, table: MetricTable, user_id: str, size: int, journal: JournalContext,
+) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
+    journaled = {"user_id": user_id, **journal.params(table.name)}
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
         if lo == 0 and n >= size:  # the first try, all keys: no ranking of the staged keys
-            cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id})
+            cursor.execute(metric_rows.merge_sql(table), journaled)
         else:
-            cursor.execute(metric_rows.merge_sql(table, "range"), {"user_id": user_id, "lo": lo, "n": n})
+            cursor.execute(metric_rows.merge_sql(table, "range"), {**journaled, "lo": lo, "n": n})
         return cursor.fetchone()
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
@@ -174,7 +181,7 @@ def _staged_merges(cursor: Any, table: MetricTable, user_id: str, size: int) -> 
         return found
 
     def merge_point(point: refusals.Point) -> tuple[int, int]:
-        cursor.execute(metric_rows.merge_sql(table, "seq"), {"user_id": user_id, "seq": point.ref})
+        cursor.execute(metric_rows.merge_sql(table, "seq"), {**journaled, "seq": point.ref})
         return cursor.fetchone()
 
     return merge_range, points_at, merge_point
@@ -196,7 +203,7 @@ def _report(conn: Connection, user_id: str, search: refusals.Search, outcome: In
 
 def _insert_path(
     conn: Connection, user_id: str, parser: PayloadParser, items: Any,
-    outcome: IngestionOutcome, config: BatchConfig,
+    outcome: IngestionOutcome, config: BatchConfig, journal: JournalContext,
 ) -> None:
     points: dict[str, dict[Any, list[PartialRow]]] = {name: {} for name in METRIC_TABLES}
     for row in parser.rows(items):
@@ -208,7 +215,7 @@ def _insert_path(
         before = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
         search = refusals.Search(cursor, name)
         inserted, filled = search.merge(len(keys), *_row_merges(cursor, table, user_id, keys, rows, points[name],
-                                                                config.chunk_size(name)))
+                                                                config.chunk_size(name), journal))
         after = metric_rows.count_present(conn, user_id, name, keys) if keys else 0
         outcome.tables[name] = _report(conn, user_id, search, outcome,
                                        TableReport(len(keys), before, inserted, filled, after))
@@ -217,12 +224,13 @@ def _insert_path(
 
 def _row_merges(
     cursor: Any, table: MetricTable, user_id: str, keys: list[Any], rows: dict[Any, dict[str, object]],
-    points: dict[Any, list[PartialRow]], chunk_size: int,
+    points: dict[Any, list[PartialRow]], chunk_size: int, journal: JournalContext,
 ) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over merged rows in key order: a range of keys, a key's points, one point."""
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
-        return metric_rows.insert_rows(cursor, table, user_id, {k: rows[k] for k in keys[lo:lo + n]}, chunk_size)
+        return metric_rows.insert_rows(cursor, table, user_id, {k: rows[k] for k in keys[lo:lo + n]}, chunk_size,
+                                       journal)
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
         key = keys[i]
@@ -230,6 +238,7 @@ def _row_merges(
                 for row in points[key]]
 
     def merge_point(point: refusals.Point) -> tuple[int, int]:
-        return metric_rows.insert_rows(cursor, table, user_id, {point.ref.key: point.ref.values}, chunk_size)
+        return metric_rows.insert_rows(cursor, table, user_id, {point.ref.key: point.ref.values}, chunk_size,
+                                       journal)
 
     return merge_range, points_at, merge_point

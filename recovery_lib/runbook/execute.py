@@ -101,11 +101,11 @@ def run_notebook(
 ) -> RunResult:
     """Execute one notebook into ``runs_dir`` and record it; see the module docstring.
 
-    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``) or a path to
-    an ``.ipynb``. ``parameters`` may hold strings (converted to the declared types) or values.
-    ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError` (nothing executed,
-    nothing recorded) for an unknown notebook, an unknown parameter name or an invalid value, and
-    :class:`KernelSetupError` when the kernels' socket folder is unusable.
+    ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``,
+    ``undo``) or a path to an ``.ipynb``. ``parameters`` may hold strings (converted to the declared
+    types) or values. ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError`
+    (nothing executed, nothing recorded) for an unknown notebook, an unknown parameter name or an
+    invalid value, and :class:`KernelSetupError` when the kernels' socket folder is unusable.
     ``kernel_manager_class`` defaults to :class:`~recovery_lib.runbook.kernels.IPCKernelManager`,
     ``cwd`` (the kernel's working folder) to the project root; ``origin`` is recorded as given in
     the index line (plain JSON values; never a secret).

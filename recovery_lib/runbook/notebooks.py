@@ -4,6 +4,8 @@
     ('monitor', 'preview', 'recover', 'verify')
     >>> WEEKLY                           # the weekly review, over what the daily runs left
     ('review',)
+    >>> ON_DEMAND                        # only when a recovery run must be taken back
+    ('undo',)
     >>> NOTEBOOKS["recover"].scrap
     'recovery_report'
     >>> options_for("recover", user_id=None, batch_size="200").batch_size
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, VerifyOptions
+from recovery_lib.options import MonitorOptions, RecoveryOptions, ReviewOptions, UndoOptions, VerifyOptions
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,17 @@ NOTEBOOKS: dict[str, RunbookNotebook] = {
         RunbookNotebook("recover", "recovery_report", RecoveryOptions.validated, "recovery_lib.recovery.report"),
         RunbookNotebook("verify", "verification_report", VerifyOptions.validated, "recovery_lib.verification"),
         RunbookNotebook("review", "review_report", ReviewOptions.validated, "recovery_lib.review.report"),
+        RunbookNotebook("undo", "undo_report", UndoOptions.validated, "recovery_lib.recovery.undo_report"),
     )
 }
 # The review reads the archive the daily runs leave (runs/ and recovery_log): it is no step of an
 # incident, so it is not in the daily order; the demo runs it last.
 RUNBOOK_ORDER: tuple[str, ...] = ("monitor", "preview", "recover", "verify")
 WEEKLY: tuple[str, ...] = ("review",)
-ALL_NOTEBOOKS: tuple[str, ...] = (*RUNBOOK_ORDER, *WEEKLY)
+ALL_NOTEBOOKS: tuple[str, ...] = (*RUNBOOK_ORDER, *WEEKLY)  # what the demo runs, in order
+# Reverting a recovery run is no routine step: run by hand only, never by the demo.
+ON_DEMAND: tuple[str, ...] = ("undo",)
+STORED_NOTEBOOKS: tuple[str, ...] = (*ALL_NOTEBOOKS, *ON_DEMAND)  # every notebook in notebooks/
 REPORT_SCRAPS: dict[str, str] = {name: nb.scrap for name, nb in NOTEBOOKS.items()}
 
 

@@ -102,12 +102,22 @@ def claim(
     """
     return run(
         conn,
-        f"SELECT user_id::text AS user_id, processing_status, payload_hash, "
+        f"SELECT user_id::text AS user_id, processing_status, processed_at, payload_hash, "
         f"{PAYLOAD_SHA256_SQL if with_checksum else 'NULL'} AS sha "
         "FROM raw_ingestions WHERE id = %(id)s AND processing_status = ANY(%(claimable)s)"
         + (" FOR UPDATE SKIP LOCKED" if lock else ""),
         {"id": ingestion_id, "claimable": list(claimable)},
     ).first()
+
+
+# ``processing_errors`` with %(note)s appended: the original error explains the loss, so it stays.
+_APPEND_NOTE = (
+    "CASE WHEN %(note)s::jsonb IS NULL THEN processing_errors "
+    "WHEN processing_errors IS NULL THEN jsonb_build_array(%(note)s::jsonb) "
+    "WHEN jsonb_typeof(processing_errors) = 'array' "
+    "THEN processing_errors || jsonb_build_array(%(note)s::jsonb) "
+    "ELSE jsonb_build_array(processing_errors, %(note)s::jsonb) END"
+)
 
 
 def set_outcome(conn: Connection, ingestion_id: str, status: str, note: dict[str, Any] | None) -> None:
@@ -118,13 +128,34 @@ def set_outcome(conn: Connection, ingestion_id: str, status: str, note: dict[str
     """
     run(
         conn,
-        "UPDATE raw_ingestions SET processing_status = %(status)s, processed_at = now(), "
-        "processing_errors = CASE WHEN %(note)s::jsonb IS NULL THEN processing_errors "
-        "WHEN processing_errors IS NULL THEN jsonb_build_array(%(note)s::jsonb) "
-        "WHEN jsonb_typeof(processing_errors) = 'array' "
-        "THEN processing_errors || jsonb_build_array(%(note)s::jsonb) "
-        "ELSE jsonb_build_array(processing_errors, %(note)s::jsonb) END WHERE id = %(id)s",
+        f"UPDATE raw_ingestions SET processing_status = %(status)s, processed_at = now(), "
+        f"processing_errors = {_APPEND_NOTE} WHERE id = %(id)s",
         {"status": status, "note": None if note is None else json.dumps(note, default=str), "id": ingestion_id},
+    )
+
+
+# --- undoing a recovery run ---------------------------------------------------------------------
+
+
+def status_of(conn: Connection, ingestion_id: str, *, lock: bool) -> Row[Any] | None:
+    """``(user_id, processing_status, processed_at)`` of the ingestion; locked ``FOR UPDATE`` when ``lock``."""
+    return run(
+        conn,
+        "SELECT user_id::text AS user_id, processing_status, processed_at FROM raw_ingestions "
+        "WHERE id = %(id)s" + (" FOR UPDATE" if lock else ""),
+        {"id": ingestion_id},
+    ).first()
+
+
+def restore_status(
+    conn: Connection, ingestion_id: str, status: str | None, processed_at: datetime | None, note: dict[str, Any]
+) -> None:
+    """Set status and ``processed_at`` back to what a recovery found; append ``note`` (the undo)."""
+    run(
+        conn,
+        f"UPDATE raw_ingestions SET processing_status = %(status)s, processed_at = %(at)s, "
+        f"processing_errors = {_APPEND_NOTE} WHERE id = %(id)s",
+        {"status": status, "at": processed_at, "note": json.dumps(note, default=str), "id": ingestion_id},
     )
 
 

@@ -32,6 +32,7 @@ from recovery_lib.batching import PG_MAX_PARAMS, chunks
 from recovery_lib.db import run
 from recovery_lib.errors import BatchConfigError
 from recovery_lib.schema import METRIC_TABLES, MetricTable
+from recovery_lib.store.journal import JournalContext, journaled
 
 UNNEST_CHUNK = 50_000
 
@@ -199,10 +200,11 @@ def _key_range(t: MetricTable) -> str:
 
 
 def merge_sql(t: MetricTable, part: str | None = None) -> str:
-    """INSERT the staged rows of one ingestion; returns one row per inserted or filled row.
+    """INSERT the staged rows of one ingestion, journaled; returns one row ``(inserted, filled)``.
 
     ``part``: all staged rows (None), a range of keys (``range``: ``%(lo)s``, ``%(n)s``) or one
     staged point (``seq``: ``%(seq)s``), for :mod:`recovery_lib.recovery.refusals`.
+    Parameters: ``user_id`` and the journal's (:meth:`recovery_lib.store.journal.JournalContext.params`).
     """
     picks = ", ".join(
         f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]{t.cast(c)}" for c in t.values
@@ -210,13 +212,11 @@ def merge_sql(t: MetricTable, part: str | None = None) -> str:
     sets, changed = update_clause(t)
     staged = ", ".join(_staged_key(t))
     where = {None: "", "range": f" WHERE {_key_range(t)}", "seq": " WHERE seq = %(seq)s"}[part]
-    return (
-        f"WITH merged AS (INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
+    return journaled(t, (
+        f"INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
         f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)}{where} GROUP BY {staged} ORDER BY {staged} "
-        f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
-        f"RETURNING (xmax = 0) AS inserted) "
-        f"SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
-    )
+        f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed}"
+    ))
 
 
 def staged_points_sql(t: MetricTable) -> str:
@@ -276,15 +276,17 @@ def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mappin
 
 
 def insert_rows(
-    cursor: Any, t: MetricTable, user_id: str, rows: Mapping[Key, Mapping[str, Any]], chunk_size: int
+    cursor: Any, t: MetricTable, user_id: str, rows: Mapping[Key, Mapping[str, Any]], chunk_size: int,
+    journal: JournalContext,
 ) -> tuple[int, int]:
-    """Multi-row INSERT ... ON CONFLICT of already-merged rows, ``chunk_size`` rows a statement.
+    """Multi-row INSERT ... ON CONFLICT of already-merged rows, ``chunk_size`` rows a statement, journaled.
 
     Returns ``(inserted, filled)``. The chunk size must keep rows x params per row under the
     limit; :class:`BatchConfig` guarantees that.
     """
     columns = t.columns
-    if chunk_size * len(columns) > PG_MAX_PARAMS:
+    extra = len(journal.params(t.name)) + 1  # the journal's parameters and user_id
+    if chunk_size * len(columns) + extra > PG_MAX_PARAMS:
         raise BatchConfigError(
             f"Invalid batch configuration: {t.name}: chunk size {chunk_size} x {len(columns)} params per row "
             f"exceeds {PG_MAX_PARAMS}"
@@ -293,7 +295,7 @@ def insert_rows(
     inserted = filled = 0
     items = sorted(rows.items(), key=lambda item: item[0])
     for part in chunks(items, chunk_size):
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"user_id": user_id, **journal.params(t.name)}
         tuples = []
         for row, (key, values) in enumerate(part):
             names = []
@@ -302,13 +304,11 @@ def insert_rows(
                 params[f"r{row}_{column}"] = value
                 names.append(f"%(r{row}_{column})s")
             tuples.append(f"({', '.join(names)})")
-        sql = (
-            f"WITH merged AS (INSERT INTO {t.sql_name} AS t ({', '.join(columns)}) VALUES "
+        sql = journaled(t, (
+            f"INSERT INTO {t.sql_name} AS t ({', '.join(columns)}) VALUES "
             + ", ".join(tuples)
-            + f" ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed} "
-            "RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
-        )
+            + f" ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed}"
+        ))
         cursor.execute(sql, params)
         got_inserted, got_filled = cursor.fetchone()
         inserted += got_inserted

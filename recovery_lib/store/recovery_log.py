@@ -18,13 +18,17 @@ from recovery_lib.db import run
 
 
 def log_outcome(conn: Connection, *, run_id: str, worker: str | None, ingestion_id: str, outcome: str,
-                rows: int) -> None:
-    """Record, in the ingestion's own transaction, that ``worker`` of ``run_id`` finished it."""
+                rows: int, status_before: str | None = None, processed_at_before: datetime | None = None) -> None:
+    """Record, in the ingestion's own transaction, that ``worker`` of ``run_id`` finished it.
+
+    ``status_before`` and ``processed_at_before`` are what the run found: ``recover undo`` sets them back.
+    """
     run(
         conn,
-        "INSERT INTO recovery_log (run_id, worker, ingestion_id, outcome, rows_inserted) "
-        "VALUES (%(run)s, %(worker)s, %(id)s, %(outcome)s, %(rows)s)",
-        {"run": run_id, "worker": worker, "id": ingestion_id, "outcome": outcome, "rows": rows},
+        "INSERT INTO recovery_log (run_id, worker, ingestion_id, outcome, rows_inserted, status_before, "
+        "processed_at_before) VALUES (%(run)s, %(worker)s, %(id)s, %(outcome)s, %(rows)s, %(before)s, %(at)s)",
+        {"run": run_id, "worker": worker, "id": ingestion_id, "outcome": outcome, "rows": rows,
+         "before": status_before, "at": processed_at_before},
     )
 
 
