@@ -62,11 +62,56 @@ def categorize_error(message: str | None) -> str:
     return "other"
 
 
+NOTES_KEY = "recovery_notes"  # where recovery adds its notes to an object (the API's) processing_errors
+# Keys of an error object whose text says what went wrong, most specific first.
+_TEXT_KEYS = ("message", "error_message", "error", "detail", "reason")
+
+
+def split_notes(processing_errors: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``(original errors, recovery's notes)`` of a ``processing_errors`` value, whichever its shape.
+
+    A list: its elements, those recovery appended (``{"source": "recovery", ...}``) apart. An
+    object (what the Health Export API writes): itself without ``recovery_notes``, and those notes.
+    Anything else is one original error.
+
+    >>> split_notes({"errors": [], "recovery_notes": [{"source": "recovery", "category": "x"}]})
+    ([{'errors': []}], [{'source': 'recovery', 'category': 'x'}])
+    """
+    if processing_errors is None:
+        return [], []
+    if isinstance(processing_errors, list):
+        notes = [i for i in processing_errors if isinstance(i, dict) and i.get("source") == "recovery"]
+        return [i for i in processing_errors if not (isinstance(i, dict) and i.get("source") == "recovery")], notes
+    if isinstance(processing_errors, dict) and NOTES_KEY in processing_errors:
+        notes = processing_errors[NOTES_KEY]
+        original = {k: v for k, v in processing_errors.items() if k != NOTES_KEY}
+        kept = [n for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
+        return [original], kept
+    return [processing_errors], []
+
+
+def _object_texts(value: dict[str, Any]) -> list[str]:
+    """The texts of one error object: its message, or (the API's object) its errors' messages, then its
+    validation errors, then its status reason; nothing for a clean run (``errors`` empty)."""
+    for key in _TEXT_KEYS:
+        if isinstance(value.get(key), str):
+            return [value[key]]
+    found = [text for key in ("errors", "validation_errors") if isinstance(value.get(key), list)
+             for item in value[key] for text in error_texts(item)]
+    summary = value.get("analysis_summary")
+    if not found and isinstance(summary, dict) and isinstance(summary.get("status_reason"), str):
+        found = [summary["status_reason"]]  # silent loss without an error message
+    if found or "errors" in value:
+        return found
+    return [json.dumps(value, sort_keys=True, default=str)]
+
+
 def error_texts(processing_errors: Any) -> list[str]:
     """Flatten a ``processing_errors`` value (jsonb: string, list, dict or nested) into texts.
 
     Entries this tool appended (dicts with a ``category``) keep that category as a prefix so
-    they are categorised as what they were, not re-guessed from the wording.
+    they are categorised as what they were, not re-guessed from the wording. Recovery's notes
+    beside an object's keys (``recovery_notes``) are not the object's error.
     """
     if processing_errors is None:
         return []
@@ -80,22 +125,26 @@ def error_texts(processing_errors: Any) -> list[str]:
     if isinstance(processing_errors, list):
         return [text for item in processing_errors for text in error_texts(item)]
     if isinstance(processing_errors, dict):
-        for key in ("message", "error", "detail", "reason"):
-            if isinstance(processing_errors.get(key), str):
-                return [processing_errors[key]]
-        return [json.dumps(processing_errors, sort_keys=True, default=str)]
+        return _object_texts({k: v for k, v in processing_errors.items() if k != NOTES_KEY})
     return [str(processing_errors)]
+
+
+def is_clean(processing_errors: Any) -> bool:
+    """An object that records a run without errors (the API's ``{"processing_metadata": ..., "errors": []}``)."""
+    original, notes = split_notes(processing_errors)
+    return (not notes and len(original) == 1 and isinstance(original[0], dict)
+            and not error_texts(original[0]))
 
 
 def categorize_processing_errors(processing_errors: Any) -> str:
     """The category of an ingestion's ``processing_errors``: that of its first original error.
 
-    Entries appended by recovery (``{"source": "recovery", ...}``) are skipped when the
-    original error is present, so a failed recovery does not hide why the payload was lost.
+    Notes recovery added (``{"source": "recovery", ...}`` in a list, ``recovery_notes`` of an
+    object) are skipped when the original error is present, so a failed recovery does not hide why
+    the payload was lost.
     """
-    items = processing_errors if isinstance(processing_errors, list) else [processing_errors]
-    original = [i for i in items if not (isinstance(i, dict) and i.get("source") == "recovery")]
-    for item in original or items:
+    original, notes = split_notes(processing_errors)
+    for item in [i for i in original if error_texts(i)] or notes:
         if isinstance(item, dict) and item.get("category") in ERROR_CATEGORIES:
             return str(item["category"])
         for text in error_texts(item):

@@ -53,6 +53,7 @@ class RecoveryOptions:
     dry_run: bool = False  # compute everything, write nothing
     include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
     insert_method: str = "sql"  # sql | copy | insert
+    require_verified: bool = False  # an unverifiable checksum fails the ingestion (checksum_unverifiable)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
 
     #: Parameters an environment variable can set when the caller leaves them None.
@@ -107,6 +108,7 @@ class RecoveryOptions:
                 name="include_silent_loss",
             ),
             insert_method=insert_method,
+            require_verified=p.validate_bool(values.get("require_verified") or False, name="require_verified"),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
         )
 
@@ -116,6 +118,7 @@ class RecoveryOptions:
             "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
             "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
             "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
+            "require_verified": self.require_verified,
             "batch_config": self.batch_config.to_dict(),
         }
 

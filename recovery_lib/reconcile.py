@@ -107,33 +107,37 @@ class IngestionReconciliation:
 
 def expected_keys(
     conn: Connection, ingestion_id: str, *, now: datetime | None = None, use_sql: bool = True,
-    payload_size: int | None = None,
+    payload_size: int | None = None, found: stored.Stored | None = None,
 ) -> Expectation:
     """The distinct keys per table one stored payload implies, and what could not become a row.
 
     With ``use_sql``, PostgreSQL lists the keys of the simple metrics when it can do so exactly
     like the parser (:func:`~recovery_lib.payload.sql_plan.expected_keys`); the parser streams the rest, or all.
     A payload known to be under ``SQL_KEYS_MIN_BYTES`` goes to the parser: for a few hundred
-    points, the statements' round trips cost more than parsing.
+    points, the statements' round trips cost more than parsing. ``found``: the stored form
+    (:func:`~recovery_lib.payload.stored.inspect`, looked up when not given); only the exporter's
+    form stored as the value goes to SQL, and a placeholder has no keys (``body_not_stored``).
     """
     parser = PayloadParser(now=now)
     keys: dict[str, set[Any]] = {name: set() for name in METRIC_TABLES}
     skip: list[int] = []
     listed_points = 0
-    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES:
+    found = found or stored.inspect(conn, ingestion_id)
+    if (payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES) or not found.sql_ready:
         use_sql = False
     shaped: stored.Structure | None = None
     if use_sql:
-        shaped = stored.structure(conn, ingestion_id)
+        shaped = stored.structure(conn, ingestion_id, stored=found)
     if shaped is not None and shaped.ok:
         with cursor(conn) as cur:
             listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
         if listed is not None:
-            for name, found in listed[0].items():
-                keys[name].update(found)
+            for name, listed_keys in listed[0].items():
+                keys[name].update(listed_keys)
             skip, listed_points = listed[1], listed[2]
     try:
-        for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped)):
+        items = stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped, stored=found)
+        for row in parser.rows(items):
             keys[row.table].add(row.key)
     except PayloadError as exc:
         return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from recovery_lib import db, reconcile
 from recovery_lib.accounting import Accounting, total
-from recovery_lib.error_patterns import error_texts
+from recovery_lib.error_patterns import error_texts, split_notes
 from recovery_lib.files import write_json
 from recovery_lib.options import VerifyOptions
 from recovery_lib.redact import mask_url
@@ -105,8 +105,7 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
         ]
         report.status_counts = ingestions.status_counts(conn, **scope)
         for ingestion_id, owner, errors in ingestions.recovery_failures(conn, **scope):
-            notes = [e for e in (errors if isinstance(errors, list) else [errors]) if isinstance(e, dict)]
-            recovery_notes = [n for n in notes if n.get("source") == "recovery"]
+            recovery_notes = split_notes(errors)[1]
             report.recovery_failed.append(
                 {
                     "ingestion_id": ingestion_id,

@@ -17,9 +17,9 @@ DEFAULTS = {
     "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
                 **Thresholds().to_dict()},
     "preview": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "require_verified")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "require_verified")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
 }

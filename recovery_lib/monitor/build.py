@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib.accounting import Accounting
 from recovery_lib.db import run
-from recovery_lib.error_patterns import ERROR_CATEGORIES, categorize_processing_errors
+from recovery_lib.error_patterns import ERROR_CATEGORIES, categorize_processing_errors, is_clean
 from recovery_lib.monitor import alerts as al
 from recovery_lib.monitor.report import MonitoringReport, TrendBucket, UserImpact, format_text_report
 from recovery_lib.options import MonitorOptions
@@ -250,7 +250,8 @@ def _user_impact(
 def _error_patterns(conn: Connection, since: datetime) -> dict[str, int]:
     counts: Counter[str] = Counter({name: 0 for name in ERROR_CATEGORIES})
     for errors, count in ingestions.error_values(conn, since):
-        counts[categorize_processing_errors(errors)] += count
+        if not is_clean(errors):  # the API records every clean run as {"processing_metadata": ..., "errors": []}
+            counts[categorize_processing_errors(errors)] += count
     return {name: counts[name] for name in ERROR_CATEGORIES}
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-PARSER_VERSION: int = 3  # bump when the mapping changes: the reconciliation cache is keyed on it
+PARSER_VERSION: int = 4  # bump when the mapping changes: the reconciliation cache is keyed on it
 SUMMARY_REJECTIONS = 50
 MAX_NAME = 100  # a payload's own name (an unknown metric, an array) is cut to this in the books
 

@@ -41,22 +41,28 @@ def merge_payload(
     config: BatchConfig,
     method: str,
     now: datetime,
+    found: stored.Stored | None = None,
 ) -> tuple[str, str] | None:
     """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
 
-    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring).
+    ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring). ``found``: the stored
+    form (:func:`~recovery_lib.payload.stored.inspect`); the SQL fast path takes only the exporter's
+    form stored as the value, every other form goes to the parser (a placeholder fails as
+    ``body_not_stored``).
     """
     parser = PayloadParser(now=now)
     sql_points = 0
     try:
+        found = found or stored.inspect(conn, candidate.ingestion_id)
         if method == "insert":
-            _insert_path(conn, candidate.user_id, parser, stored.stream_items(conn, candidate.ingestion_id),
-                         outcome, config)
+            _insert_path(conn, candidate.user_id, parser,
+                         stored.stream_items(conn, candidate.ingestion_id, stored=found), outcome, config)
         else:
-            shaped = stored.structure(conn, candidate.ingestion_id)
-            written = _sql_path(conn, candidate, parser.latest) if method == "sql" and shaped.ok else None
+            shaped = stored.structure(conn, candidate.ingestion_id, stored=found)
+            sql = method == "sql" and found.sql_ready and shaped.ok
+            written = _sql_path(conn, candidate, parser.latest) if sql else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
-                                        known_structure=shaped)
+                                        known_structure=shaped, stored=found)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config)
             if written:
                 outcome.tables.update(written[0])

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Row
 
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
 from recovery_lib.db import run
+from recovery_lib.error_patterns import NOTES_KEY
 from recovery_lib.schema import FAILED, NON_PENDING, SUCCESS, WORKER_DONE
 
 _STATUS = "coalesce(processing_status, 'pending')"
@@ -100,21 +101,36 @@ def claim(
 
 
 def set_outcome(conn: Connection, ingestion_id: str, status: str, note: dict[str, Any] | None) -> None:
-    """Set the status and ``processed_at``; append ``note`` to ``processing_errors``, never overwriting.
+    """Set the status and ``processed_at``; add ``note`` to ``processing_errors``, never overwriting.
 
-    The original error explains the loss, so it stays: a list gets the note appended, any other
-    value becomes the first element of a list.
+    The original error explains the loss, so it stays: a list gets the note appended; an object
+    (what the Health Export API writes: ``errors``, ``processing_metadata``, ...) keeps every key
+    and gets the note appended to a ``recovery_notes`` list beside them; any other value becomes
+    the first element of a list.
     """
     run(
         conn,
         "UPDATE raw_ingestions SET processing_status = %(status)s, processed_at = now(), "
         "processing_errors = CASE WHEN %(note)s::jsonb IS NULL THEN processing_errors "
-        "WHEN processing_errors IS NULL THEN jsonb_build_array(%(note)s::jsonb) "
+        "WHEN processing_errors IS NULL OR jsonb_typeof(processing_errors) = 'null' "
+        "THEN jsonb_build_array(%(note)s::jsonb) "
         "WHEN jsonb_typeof(processing_errors) = 'array' "
         "THEN processing_errors || jsonb_build_array(%(note)s::jsonb) "
+        "WHEN jsonb_typeof(processing_errors) = 'object' AND coalesce(jsonb_typeof("
+        f"processing_errors->'{NOTES_KEY}'), 'array') = 'array' "
+        f"THEN processing_errors || jsonb_build_object('{NOTES_KEY}', "
+        f"coalesce(processing_errors->'{NOTES_KEY}', '[]'::jsonb) || jsonb_build_array(%(note)s::jsonb)) "
         "ELSE jsonb_build_array(processing_errors, %(note)s::jsonb) END WHERE id = %(id)s",
         {"status": status, "note": None if note is None else json.dumps(note, default=str), "id": ingestion_id},
     )
+
+
+def notes_sql(column: str) -> str:
+    """SQL for the recovery notes of a ``processing_errors`` value as a jsonb array (of every element, for
+    a list: the caller filters ``source = 'recovery'``); ``column`` comes from the caller's own SQL."""
+    return (f"CASE WHEN jsonb_typeof({column}) = 'array' THEN {column} "
+            f"WHEN jsonb_typeof({column}->'{NOTES_KEY}') = 'array' THEN {column}->'{NOTES_KEY}' "
+            "ELSE '[]'::jsonb END")
 
 
 # --- verification -------------------------------------------------------------------------------
