@@ -4,7 +4,7 @@
 the internal form, never of jsonb's text. Each ingestion gets ``verified`` (a rendering the tool
 reproduces exactly matches, and the report names it), ``unverifiable`` (none can: recovery goes on,
 unless ``require_verified``) or ``mismatch`` (the rendering the API hashed was reproduced and
-differs: ``checksum_mismatch``).
+differs: ``checksum_mismatch``). A recovery given its preview's report refuses what changed since.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import api_schema
 import pytest
 import sqlalchemy as sa
 from api_schema import (
@@ -32,10 +33,12 @@ from helpers import add_user, statuses
 from recovery_lib import recovery
 from recovery_lib.catalogue.internal import BUILDS, HEAD
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
+from recovery_lib.cli import main
 from recovery_lib.payload.serde import Renderer, f32_text, f64_text
 
 DATA = Path(__file__).parent / "data" / "api"
 T0 = datetime(2025, 9, 20, 6, 0, tzinfo=UTC)
+UNREACHABLE = "postgresql://nobody:secret-pw@127.0.0.1:1/none"
 
 
 def iso(moment: datetime) -> str:
@@ -191,3 +194,80 @@ def test_checksums_skipped_with_verify_off_still_recover_a_mismatch(api_engine):
     assert again["checksums"]["skipped"] == 1 and again["recovered"] == 1
 
 
+# --- recover what was previewed -------------------------------------------------------------------------
+
+
+def test_recover_from_a_preview_refuses_a_payload_edited_since_and_takes_nothing_new(api_engine, tmp_path):
+    user = add_user(api_engine)
+    kept = store_internal(api_engine, user, heart_rate_payload(T0))
+    changed = store_wrapped(api_engine, user, json.dumps(hae_body(T0 + timedelta(days=1), 3)).encode(),
+                            status="error")
+    assert main(["recover", "--dry-run", "--no-progress", "--report-dir", str(tmp_path / "preview")]) == 0
+    [preview] = (tmp_path / "preview").glob("data_recovery_report_*.json")
+    later = store_internal(api_engine, user, heart_rate_payload(T0 + timedelta(days=2)))  # after the preview
+    # Edited after the preview, and its hash with it: the checksum alone would not see it.
+    edit(api_engine, changed, "jsonb_set(raw_payload, '{raw_payload}', to_jsonb(replace("
+                              "raw_payload->>'raw_payload', '101', '111')))")
+    with api_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE raw_ingestions SET payload_hash = encode(sha256(convert_to("
+                             "raw_payload->>'raw_payload', 'UTF8')), 'hex') WHERE id = :id"), {"id": changed})
+
+    assert main(["recover", "--from-preview", str(preview), "--no-progress", "--report-dir", str(tmp_path)]) == 0
+
+    [report_file] = tmp_path.glob("data_recovery_report_*.json")
+    report = json.loads(report_file.read_text())
+    assert statuses(api_engine) == {kept: "recovered", changed: "recovery_failed", later: "error"}
+    assert by_id(report)[changed]["failure_category"] == "changed_since_preview"
+    assert by_id(report)[changed]["checksum"] == "verified"
+    assert report["preview"]["previewed"] == 2 and report["preview"]["candidates_not_previewed"] == 1
+    assert report["parameters"]["preview_report"] == str(preview)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "preview_report: cannot read"),
+        ("not json {", "is not JSON"),
+        (json.dumps({"dry_run": False, "ingestions": []}), "is not the report of a preview"),
+        (json.dumps({"dry_run": True, "ingestions": [{"ingestion_id": "550e8400-e29b-41d4-a716-446655440000",
+                                                      "outcome": "would_recover"}]}),
+         "without its id and stored_sha256"),
+        (json.dumps({"dry_run": True, "ingestions": [{"ingestion_id": "42", "stored_sha256": "0" * 64}]}),
+         "an ingestion_id must be a UUID"),
+    ],
+)
+def test_a_missing_or_garbled_preview_report_stops_before_any_connection(content, message, tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE)
+    path = tmp_path / "preview.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["recover", "--from-preview", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "secret-pw" not in err
+
+
+def test_the_notebooks_preview_then_recover_what_was_previewed(api_engine, tmp_path):
+    from recovery_lib.runbook import execute as runner
+
+    definitions = api_schema.definitions(api_engine)
+    user = add_user(api_engine)
+    kept = store_internal(api_engine, user, heart_rate_payload(T0))
+    changed = store_corrupted(api_engine, user, json.dumps(hae_body(T0 + timedelta(days=1), 3)).encode(),
+                              "Invalid JSON format")
+    placeholder = store_placeholder(api_engine, user, status="error")
+    runs = tmp_path / "runs"
+
+    preview = runner.run_notebook("preview", {}, runs_dir=runs, progress_bar=False)
+    assert preview.ok, preview.error
+    assert preview.report["checksums"]["verified"] == 2
+    edit(api_engine, changed, "jsonb_set(raw_payload, '{parse_error}', '\"edited\"')")
+    recover = runner.run_notebook("recover", {"preview_report": str(preview.report_path)}, runs_dir=runs,
+                                  progress_bar=False)
+
+    assert recover.ok, recover.error
+    assert statuses(api_engine) == {kept: "recovered", changed: "recovery_failed", placeholder: "recovery_failed"}
+    outcomes = by_id(recover.report)
+    assert outcomes[changed]["failure_category"] == "changed_since_preview"
+    assert outcomes[placeholder]["failure_category"] == "body_not_stored"
+    assert api_schema.definitions(api_engine) == definitions

@@ -19,7 +19,8 @@ DEFAULTS = {
     "preview": {name: getattr(RecoveryOptions(), name) for name in
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "require_verified")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "require_verified")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "require_verified",
+                 "preview_report")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
 }

@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--require-verified", action="store_true",
         help="fail an ingestion whose checksum is unverifiable (no rendering reproduces payload_hash)")
     recover.add_argument(
+        "--from-preview", metavar="PATH",
+        help="a preview's report (recover --dry-run's data_recovery_report_*.json, or run preview's .json): "
+             "recover only what it previewed, refusing any ingestion whose stored payload changed since")
+    recover.add_argument(
         "--status", nargs="+", metavar="S", help="statuses to recover (default: error partial_success)")
     recover.add_argument("--no-silent-loss", action="store_true", help="skip reconciling 'processed' ingestions")
     recover.add_argument(
@@ -98,7 +102,7 @@ def _recover(args: argparse.Namespace) -> int:
         args, statuses=args.status, verify=False if args.no_verify else None,
         max_concurrent_jobs=args.max_concurrent_jobs, dry_run=args.dry_run,
         include_silent_loss=not args.no_silent_loss, insert_method=args.insert_method,
-        require_verified=args.require_verified,
+        require_verified=args.require_verified, preview_report=args.from_preview,
     )
 
 

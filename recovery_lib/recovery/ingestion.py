@@ -7,7 +7,8 @@ and logs the worker, then commits; :func:`preview_one` does the same reading in 
 transaction and writes nothing. The orchestration around them (discovery, workers, user locks,
 retries) is :mod:`recovery_lib.recovery.engine`.
 
-Refused before any row is written, in this order: a placeholder whose body was never stored
+Refused before any row is written, in this order: a stored value that changed since the preview
+the run was given (``changed_since_preview``), a placeholder whose body was never stored
 (``body_not_stored``), a ``checksum_mismatch``, and with ``require_verified`` an unverifiable
 checksum (``checksum_unverifiable``).
 """
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
 def claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, lock: bool) -> Any:
     """The candidate's row if it is still to be recovered (see :func:`recovery_lib.store.ingestions.claim`)."""
     claimable = list(options.statuses) + (["processed"] if candidate.reason == "silent_loss" else [])
-    # Hashing reads the whole payload: skip it when verification is off.
-    return ingestions.claim(conn, candidate.ingestion_id, claimable=claimable, with_checksum=options.verify,
-                            lock=lock)
+    # Hashing reads the whole payload: only when a verdict, a preview's record or a pin needs it.
+    hashed = options.verify or options.dry_run or options.pins is not None
+    return ingestions.claim(conn, candidate.ingestion_id, claimable=claimable, with_checksum=hashed, lock=lock)
 
 
 def new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOutcome:
@@ -61,6 +62,9 @@ def _verdict(conn: Connection, candidate: Candidate, options: RecoveryOptions, c
 def _refusal(candidate: Candidate, options: RecoveryOptions, verdict: Verdict, found: stored.Stored
              ) -> tuple[str, str] | None:
     """Why this ingestion must not be written at all, as ``(category, message)``; None when it may."""
+    if options.pins is not None and options.pins.get(candidate.ingestion_id) != verdict.stored_sha256:
+        return ("changed_since_preview", "the stored payload's SHA-256 differs from the one the preview recorded: "
+                "it changed since the preview; preview it again")
     if found.form == forms.PLACEHOLDER:
         return (forms.BODY_NOT_STORED,
                 f"only a placeholder is stored: the body ({candidate.payload_size_bytes} bytes) never reached the "

@@ -73,7 +73,7 @@ class IngestionOutcome:
     failure_message: str | None = None
     checksum: str | None = None  # recovery_lib.checksums.VERDICTS: verified | mismatch | unverifiable | ...
     checksum_rendering: str | None = None  # the rendering that matched (or was compared): jsonb_text, ...
-    stored_sha256: str | None = None  # the server's SHA-256 of the stored value
+    stored_sha256: str | None = None  # the server's SHA-256 of the stored value (a recovery compares its preview's)
     form: str | None = None  # the stored form (recovery_lib.payload.forms): hae, internal, wrapped, ...
     tables: dict[str, TableReport] = field(default_factory=dict)
     rejected_points: int = 0
@@ -114,6 +114,7 @@ class RecoveryReport:
     aborted: str | None = None  # why the run stopped early, if it did
     discovered: int | None = None  # candidates found; more than ingestions when a run stops early
     backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
+    preview: dict[str, Any] | None = None  # the preview this run was limited to (options.preview_report)
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -159,6 +160,7 @@ class RecoveryReport:
             "database": self.database,
             "aborted": self.aborted,
             "backups": self.backups,
+            "preview": self.preview,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),
