@@ -326,3 +326,44 @@ def test_a_clean_runs_object_is_no_error_pattern(api_engine):
     assert sum(report["error_pattern_analysis"].values()) == 1
 
 
+# --- placeholders: unrecoverable loss, said so ----------------------------------------------------------
+
+
+def test_placeholders_are_unrecoverable_loss_in_verify_and_the_monitor(api_engine):
+    user = add_user(api_engine)
+    stuck = store_placeholder(api_engine, user, status="parsing")  # the background task died with the body
+    failed = store_placeholder(api_engine, user, status="failed",
+                               errors={"stage": "parsing", "error": "EOF while parsing", "timestamp": "x"})
+    done = store_placeholder(api_engine, user, status="processed")  # the API's background task stored it
+    store_internal(api_engine, user, internal_payload(), status="processed")
+
+    checked = verification.verify(api_engine, since="24h")
+    data = checked.to_dict()
+    assert {b["ingestion_id"]: b["lost"] for b in data["bodies_not_stored"]} == {stuck: True, failed: True,
+                                                                               done: False}
+    assert data["unrecoverable_loss"] == 2 and checked.ok is False
+    assert "2 bodies never stored (unrecoverable loss: the client must resend)" in checked.headline()
+
+    monitor = build_monitoring_report(api_engine, hours=24)
+    figures = monitor.to_dict()
+    assert (figures["bodies_not_stored"], figures["unrecoverable_loss"]) == (3, 2)
+    assert figures["unparseable_payloads"] == 0  # a placeholder is not a payload to inspect by hand
+    [sentence] = [r for r in figures["recovery_recommendations"] if "never stored" in r]
+    assert "not recoverable from this database; the client must resend them" in sentence
+    assert "2 bodies never stored" in monitor.headline()
+
+
+def test_verify_agrees_after_recovering_every_form(api_engine):
+    """After the default recovery nothing recoverable is missing; what is left is named: the body that
+    is not JSON (recovery_failed) and the placeholder (unrecoverable loss, so verify is not ok)."""
+    _, ids, _ = store_every_form(api_engine)
+    recovery.run_recovery(api_engine, progress=False)
+
+    checked = verification.verify(api_engine, since="24h")
+
+    data = checked.to_dict()
+    assert data["missing_metrics_total"] == 0 and data["still_missing"] == []
+    assert sorted((f["ingestion_id"], f["category"]) for f in data["recovery_failed"]) == sorted(
+        [(ids["truncated"], "not_json"), (ids["placeholder"], "body_not_stored")])
+    assert [(b["ingestion_id"], b["lost"]) for b in data["bodies_not_stored"]] == [(ids["placeholder"], True)]
+    assert data["unrecoverable_loss"] == 1 and checked.ok is False

@@ -161,6 +161,23 @@ def recovery_failures(conn: Connection, *, since: datetime, user_id: str | None)
     ).all()
 
 
+# A placeholder (the API's form for the largest uploads) is a few hundred bytes: the size test reads
+# no payload (pg_column_size does not decompress), so only small values have their keys looked at.
+_PLACEHOLDERS_SQL = f"""
+SELECT id::text AS id, user_id::text AS user_id, {_STATUS} AS status, payload_size_bytes, created_at
+FROM raw_ingestions
+WHERE created_at >= %(since)s AND pg_column_size(raw_payload) < 4096
+  AND raw_payload ? 'large_payload' AND NOT raw_payload ? 'data'{{user}}
+ORDER BY created_at, id
+"""
+
+
+def placeholders(conn: Connection, *, since: datetime, user_id: str | None = None) -> list[Row[Any]]:
+    """Ingestions created since ``since`` whose stored value is only a placeholder (any status)."""
+    sql = _PLACEHOLDERS_SQL.replace("{user}", " AND user_id = %(user_id)s" if user_id else "")
+    return run(conn, sql, {"since": since, "user_id": user_id}).all()
+
+
 # --- the monitor's aggregates -------------------------------------------------------------------
 
 _GROUPS = {"non_pending": list(NON_PENDING), "failed": list(FAILED), "success": list(SUCCESS),
