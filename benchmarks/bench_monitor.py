@@ -67,7 +67,7 @@ def run(ctx: Any) -> Any:
                 result.add(f"monitor {label}", timings[label], "s", note)
         with engine.connect() as conn:
             cache_rows, cached_payloads = conn.execute(sa.text(
-                "SELECT count(*), count(DISTINCT payload_hash) FROM reconciliation_cache")).one()
+                "SELECT count(*), count(DISTINCT payload_sha256) FROM reconciliation_cache")).one()
             analyzed = conn.execute(sa.text(
                 "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL FROM pg_stat_user_tables "
                 "WHERE relname = 'reconciliation_cache'")).scalar()

@@ -27,11 +27,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from recovery_lib import safe_json
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PGDATA = PROJECT_ROOT / ".pgdata"
 
 _log = logging.getLogger(__name__)
 _engines: dict[str, Engine] = {}
+# Every jsonb value psycopg2 decodes for this process: json.loads would raise on valid jsonb
+# nested deeper than ~1,000 levels or holding an integer of more than 4,300 digits.
+safe_json.register()
 
 
 def embedded_url(pgdata: Path | str | None = None, *, cleanup_mode: str | None = "stop") -> str:
@@ -135,9 +140,23 @@ _LOST = re.compile(
 _NOT_TRANSIENT = re.compile(r"does not exist|authentication failed|no password supplied|permission denied", re.I)
 
 
-def is_connection_lost(exc: DBAPIError) -> bool:
-    """A connection that was up and went away (worth a retry), not one that cannot be made at all."""
+# A server that is restarting (or whose socket is briefly gone): transient once the run had connected.
+_UNAVAILABLE = re.compile(
+    r"the database system is (shutting down|starting up|in recovery|not yet accepting)|connection refused|"
+    r"no such file or directory|could not connect",
+    re.I,
+)
+
+
+def is_connection_lost(exc: DBAPIError, *, reconnecting: bool = False) -> bool:
+    """A connection that was up and went away (worth a retry), not one that cannot be made at all.
+
+    ``reconnecting``: the run has reached this server before, so a server that refuses or is
+    shutting down or starting up (a restart) is worth a retry too.
+    """
     text = str(exc.orig)
+    if reconnecting and _UNAVAILABLE.search(text):
+        return True
     if _NOT_TRANSIENT.search(text):
         return False
     return bool(exc.connection_invalidated or _LOST.search(text))

@@ -2,7 +2,8 @@
 
 Candidates are ingestions whose ``processing_status`` is one of ``statuses`` (default ``error``
 and ``partial_success``) and, found by reconciliation rather than by status, ingestions marked
-``processed`` whose rows are missing (silent loss).
+``processed`` whose rows or values are missing (silent loss: a row missing, or a value the
+payload has whose column is NULL in the stored row).
 
     >>> with engine.begin() as conn:
     ...     candidates = discover(conn, statuses=["error", "partial_success"])
@@ -32,6 +33,7 @@ class Candidate:
     payload_size_bytes: int
     error_category: str | None  # of the original processing error; None for silent loss
     reason: str  # 'status' or 'silent_loss'
+    missing_values: int | None = None  # values lost inside existing rows, when reconciled (silent loss)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,12 +59,14 @@ def discover(
     ]
     if include_silent_loss and "processed" not in statuses:
         for result in reconcile.reconcile_window(conn, user_id=user_id, statuses=["processed"]):
-            if result.missing_total > 0:
+            if result.lost_anything:
                 found.append(
                     Candidate(
                         result.ingestion_id, result.user_id, result.status, result.created_at,
-                        result.payload_size_bytes, None, "silent_loss",
+                        result.payload_size_bytes, None, "silent_loss", result.missing_values_total,
                     )
                 )
-        found.sort(key=lambda c: (c.created_at or datetime.min.replace(tzinfo=UTC), c.ingestion_id))
+        # The order of the SQL's ORDER BY created_at, id: NULLs last, ids as uuids (their text sorts alike).
+        found.sort(key=lambda c: (c.created_at is None, c.created_at or datetime.min.replace(tzinfo=UTC),
+                                  c.ingestion_id))
     return found

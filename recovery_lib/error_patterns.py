@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
+
+from recovery_lib import safe_json
 
 # Order matters: the first matching category wins (a timeout during connect is a timeout).
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -90,20 +93,14 @@ def split_notes(processing_errors: Any) -> tuple[list[Any], list[dict[str, Any]]
     return [processing_errors], []
 
 
-def _object_texts(value: dict[str, Any]) -> list[str]:
-    """The texts of one error object: its message, or (the API's object) its errors' messages, then its
-    validation errors, then its status reason; nothing for a clean run (``errors`` empty)."""
-    for key in _TEXT_KEYS:
-        if isinstance(value.get(key), str):
-            return [value[key]]
-    found = [text for key in ("errors", "validation_errors") if isinstance(value.get(key), list)
-             for item in value[key] for text in error_texts(item)]
-    summary = value.get("analysis_summary")
-    if not found and isinstance(summary, dict) and isinstance(summary.get("status_reason"), str):
-        found = [summary["status_reason"]]  # silent loss without an error message
-    if found or "errors" in value:
-        return found
-    return [json.dumps(value, sort_keys=True, default=str)]
+@dataclass(frozen=True)
+class _Fallback:
+    """Pushed after the nested errors of an error object without a message: when they gave no text,
+    the object's status reason (the API's silent loss) or, without ``errors``, the object itself."""
+
+    before: int  # texts found before the nested errors
+    reason: str | None
+    value: dict[str, Any] | None  # written out when nothing else speaks for it
 
 
 def error_texts(processing_errors: Any) -> list[str]:
@@ -111,22 +108,60 @@ def error_texts(processing_errors: Any) -> list[str]:
 
     Entries this tool appended (dicts with a ``category``) keep that category as a prefix so
     they are categorised as what they were, not re-guessed from the wording. Recovery's notes
-    beside an object's keys (``recovery_notes``) are not the object's error.
+    beside an object's keys (``recovery_notes``) are not the object's error. An object without a
+    message speaks through its ``errors`` and ``validation_errors`` (the API's object), else its
+    status reason, else itself; a clean run's object (``errors`` empty) gives nothing. Iterative,
+    so a value nested thousands deep (jsonb stores such) cannot hit the recursion limit.
     """
-    if processing_errors is None:
-        return []
-    if isinstance(processing_errors, str):
-        try:
-            processing_errors = json.loads(processing_errors)
-        except ValueError:
-            return [processing_errors]
-    if isinstance(processing_errors, str):
-        return [processing_errors]
-    if isinstance(processing_errors, list):
-        return [text for item in processing_errors for text in error_texts(item)]
-    if isinstance(processing_errors, dict):
-        return _object_texts({k: v for k, v in processing_errors.items() if k != NOTES_KEY})
-    return [str(processing_errors)]
+    texts: list[str] = []
+    todo: list[Any] = [processing_errors]  # a stack: the last item is the next in order
+    while todo:
+        item = todo.pop()
+        if item is None:
+            continue
+        if isinstance(item, _Fallback):
+            if len(texts) == item.before:
+                if item.reason is not None:
+                    texts.append(item.reason)
+                elif item.value is not None:
+                    texts.append(_dumps(item.value))
+            continue
+        if isinstance(item, str):
+            try:
+                decoded = safe_json.loads(item)
+            except ValueError:
+                decoded = item
+            if isinstance(decoded, str | list | dict):
+                item = decoded
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+        if isinstance(item, list):
+            todo.extend(reversed(item))
+        elif isinstance(item, dict):
+            if NOTES_KEY in item:
+                item = {k: v for k, v in item.items() if k != NOTES_KEY}
+            text = next((item[k] for k in _TEXT_KEYS if isinstance(item.get(k), str)), None)
+            if text is not None:
+                texts.append(text)
+                continue
+            summary = item.get("analysis_summary")
+            reason = summary.get("status_reason") if isinstance(summary, dict) else None
+            todo.append(_Fallback(len(texts), reason if isinstance(reason, str) else None,
+                                  None if "errors" in item else item))
+            nested = [e for key in ("errors", "validation_errors") if isinstance(item.get(key), list)
+                      for e in item[key]]
+            todo.extend(reversed(nested))
+        else:
+            texts.append(str(item))
+    return texts
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (RecursionError, ValueError, TypeError):  # nested too deep to write back; unsortable keys
+        return "nested error object"
 
 
 def is_clean(processing_errors: Any) -> bool:

@@ -11,7 +11,8 @@ What a caller may catch and what it means:
 * :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
 
 Signals used inside the package (never reach a caller): :class:`Reject` (one point cannot become
-a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming) and
+a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming),
+:class:`NumberTooLong` (a number the streaming reader must not be given) and
 :class:`NotForSql` (the SQL fast path hands a payload back to the parser).
 
     >>> str(PayloadError("not_json", "the payload is not valid JSON"))
@@ -61,6 +62,10 @@ class Reject(Exception):
 
 class StructureError(Exception):
     """Valid JSON so far, wrong shape; becomes ``invalid_structure`` once the text is known to be JSON."""
+
+
+class NumberTooLong(Exception):
+    """A number longer than Python converts to ``int``, met in a text stream: read it another way."""
 
 
 class NotForSql(Exception):

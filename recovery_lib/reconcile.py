@@ -1,15 +1,21 @@
-"""Exact, per-ingestion reconciliation: the keys a payload implies versus the rows that exist.
+"""Exact, per-ingestion reconciliation: the keys and values a payload implies versus the rows that exist.
 
 For each metric table, the natural keys ``(user_id, timestamp)`` the payload implies (from the
-parser) are looked up in that table for that user. Counting all of a user's rows (what the
-original tool did) is not enough: other payloads' rows hide the loss.
+parser) are looked up in that table for that user, and so are the values: a column the payload
+fills at a key whose stored row has it NULL is a missing value (``missing_values``; the row is
+there, part of it is lost). Counting all of a user's rows (what the original tool did) is not
+enough: other payloads' rows hide the loss.
 
-Expected keys are cached in ``reconciliation_cache`` by payload hash and parser version, so the
-monitor's second run only joins; the cache is written only where the transaction may write
-(never in a dry run, never for a read-only role).
+Expected keys (and the columns filled at each) are cached in ``reconciliation_cache`` by the
+SHA-256 the server computes from the stored payload and the parser version, so the monitor's
+second run only joins. Never by the API's ``payload_hash``: nothing guarantees it, and two
+payloads with the same blank or garbage hash would share one answer. Only what does not depend
+on the clock is cached: a payload with a point rejected as ``date_out_of_range`` (more than a day
+ahead, perhaps, and expected once its day comes) is parsed again each time. The cache is written
+only where the transaction may write (never in a dry run, never for a read-only role).
 
     >>> with engine.begin() as conn:
-    ...     lost = [r for r in reconcile_window(conn, since=yesterday) if r.missing_total]
+    ...     lost = [r for r in reconcile_window(conn, since=yesterday) if r.missing_total or r.missing_values_total]
 """
 
 from __future__ import annotations
@@ -30,35 +36,49 @@ from recovery_lib.payload import sql_plan, stored
 from recovery_lib.payload.parser import PARSER_VERSION, PayloadParser
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store import cache, ingestions
-from recovery_lib.store.metric_rows import count_present
+from recovery_lib.store.metric_rows import present_and_missing_values
 
 _log = logging.getLogger(__name__)
 
 SQL_KEYS_MIN_BYTES = 64_000  # measured: 3,300 exports of 11 kB took 8.3 s parsed, 14 s listed in SQL
+CLOCK_DEPENDENT = "date_out_of_range"  # the one rejection whose answer can change as time passes
+_BITS = {name: {column: 1 << n for n, column in enumerate(t.checked)} for name, t in METRIC_TABLES.items()}
 
 
 @dataclass
 class TableCounts:
     expected: int = 0
     present: int = 0
+    missing_values: int = 0  # values the payload has whose column is NULL in a present row
 
     @property
     def missing(self) -> int:
         return self.expected - self.present
 
     def to_dict(self) -> dict[str, int]:
-        return {"expected": self.expected, "present": self.present, "missing": self.missing}
+        return {"expected": self.expected, "present": self.present, "missing": self.missing,
+                "missing_values": self.missing_values}
 
 
 @dataclass
 class Expectation:
-    """What one payload implies: keys per table, what could not become a row, where every point went."""
+    """What one payload implies: keys per table (with the columns filled at each), what could not become
+    a row, where every point went.
+
+    ``filled[table][i]`` is a '0'/'1' string over the table's checked columns for ``keys[table][i]``;
+    a key is an instant, or ``(instant, tag)`` for a tagged table.
+    """
 
     keys: dict[str, list[Any]]
+    filled: dict[str, list[str]] = field(default_factory=dict)
     rejected_points: int = 0
     rejection_counts: dict[str, int] = field(default_factory=dict)
     parse_error: str | None = None
     accounting: Accounting = field(default_factory=Accounting)
+
+    @property
+    def depends_on_clock(self) -> bool:
+        return bool(self.rejection_counts.get(CLOCK_DEPENDENT))
 
 
 @dataclass
@@ -87,6 +107,15 @@ class IngestionReconciliation:
         return sum(t.missing for t in self.tables.values())
 
     @property
+    def missing_values_total(self) -> int:
+        return sum(t.missing_values for t in self.tables.values())
+
+    @property
+    def lost_anything(self) -> bool:
+        """Rows or values missing: what makes a ``processed`` ingestion silent loss."""
+        return self.missing_total > 0 or self.missing_values_total > 0
+
+    @property
     def expected_total(self) -> int:
         return sum(t.expected for t in self.tables.values())
 
@@ -99,17 +128,28 @@ class IngestionReconciliation:
             "payload_size_bytes": self.payload_size_bytes,
             "tables": {name: counts.to_dict() for name, counts in self.tables.items()},
             "missing_total": self.missing_total,
+            "missing_values_total": self.missing_values_total,
             "rejected_points": self.rejected_points,
             "parse_error": self.parse_error,
             "accounting": self.accounting.to_dict(),
         }
 
 
+def _key_order(item: tuple[Any, int]) -> tuple[Any, ...]:
+    """Sort keys by instant, then by the tag's text (tags of one table may mix types, e.g. None)."""
+    key = item[0]
+    return (key[0], str(key[1])) if isinstance(key, tuple) else (key,)
+
+
+def _mask(bits: int, width: int) -> str:
+    return "".join("1" if bits >> n & 1 else "0" for n in range(width))
+
+
 def expected_keys(
     conn: Connection, ingestion_id: str, *, now: datetime | None = None, use_sql: bool = True,
     payload_size: int | None = None, found: stored.Stored | None = None,
 ) -> Expectation:
-    """The distinct keys per table one stored payload implies, and what could not become a row.
+    """The distinct keys per table one stored payload implies, the columns filled at each, and what was rejected.
 
     With ``use_sql``, PostgreSQL lists the keys of the simple metrics when it can do so exactly
     like the parser (:func:`~recovery_lib.payload.sql_plan.expected_keys`); the parser streams the rest, or all.
@@ -119,7 +159,7 @@ def expected_keys(
     form stored as the value goes to SQL, and a placeholder has no keys (``body_not_stored``).
     """
     parser = PayloadParser(now=now)
-    keys: dict[str, set[Any]] = {name: set() for name in METRIC_TABLES}
+    filled: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}  # key -> columns, as bits
     skip: list[int] = []
     listed_points = 0
     found = found or stored.inspect(conn, ingestion_id)
@@ -132,49 +172,70 @@ def expected_keys(
         with cursor(conn) as cur:
             listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
         if listed is not None:
-            for name, listed_keys in listed[0].items():
-                keys[name].update(listed_keys)
-            skip, listed_points = listed[1], listed[2]
+            for name, keys in listed[0].items():
+                for key, mask in zip(keys, listed[1][name], strict=True):
+                    filled[name][key] = filled[name].get(key, 0) | int(mask[::-1], 2)
+            skip, listed_points = listed[2], listed[3]
     try:
         items = stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped, stored=found)
         for row in parser.rows(items):
-            keys[row.table].add(row.key)
+            bits, columns = _BITS[row.table], 0
+            for column in row.values:
+                columns |= bits.get(column, 0)
+            table = filled[row.table]
+            table[row.key] = table.get(row.key, 0) | columns
     except PayloadError as exc:
-        return Expectation({name: [] for name in METRIC_TABLES}, parse_error=exc.category)
+        empty: dict[str, list[Any]] = {name: [] for name in METRIC_TABLES}
+        return Expectation(empty, dict(empty), parse_error=exc.category)  # type: ignore[arg-type]
     counts = dict(parser.rejection_counts)
     # The points SQL listed were counted by SQL, not by the parser: they are stored points too.
     accounting = Accounting.of_parser(parser.summary())
     accounting.points += listed_points
     accounting.stored += listed_points
+    ordered = {name: sorted(keys.items(), key=_key_order) for name, keys in filled.items()}
     return Expectation(
-        {name: sorted(found) for name, found in keys.items()},
+        {name: [key for key, _ in items] for name, items in ordered.items()},
+        {name: [_mask(bits, len(METRIC_TABLES[name].checked)) for _, bits in items] for name, items in ordered.items()},
         rejected_points=sum(counts.values()),
         rejection_counts=counts,
         accounting=accounting,
     )
 
 
+def count_against_rows(conn: Connection, user_id: str, expectation: Expectation) -> dict[str, TableCounts]:
+    """Per table: expected keys, how many exist for ``user_id``, and the values missing in those."""
+    tables = {}
+    for name, keys in expectation.keys.items():
+        present, values = (
+            present_and_missing_values(conn, user_id, name, keys, expectation.filled[name]) if keys else (0, 0)
+        )
+        tables[name] = TableCounts(len(keys), present, values)
+    return tables
+
+
 def _from_cache(conn: Connection, rows: list[Any]) -> dict[str, dict[str, Any]]:
-    """Expected/present counts per ingestion and table, joined in SQL against the cached keys."""
+    """Expected/present/missing-value counts per ingestion and table, joined in SQL against the cached keys."""
     result: dict[str, dict[str, Any]] = {r.id: {"tables": {}, "rejected": 0, "accounting": None} for r in rows}
-    ids = list(result)
+    items = [(r.id, r.user_id, r.sha) for r in rows]
     for name in METRIC_TABLES:
-        found = cache.counts(conn, ids, name, parser_version=PARSER_VERSION)
-        for ingestion_id, expected, rejected, present, accounting in found:
-            result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present)
+        for ingestion_id, expected, rejected, present, values, accounting in cache.counts(
+            conn, items, name, parser_version=PARSER_VERSION
+        ):
+            result[str(ingestion_id)]["tables"][name] = TableCounts(expected, present, int(values))
             result[str(ingestion_id)]["rejected"] = rejected
             result[str(ingestion_id)]["accounting"] = accounting
     return result
 
 
 def reconcile_ingestions(
-    conn: Connection | Engine, ingestion_ids: Sequence[str], *, use_cache: bool = True
+    conn: Connection | Engine, ingestion_ids: Sequence[str], *, use_cache: bool = True, now: datetime | None = None,
 ) -> list[IngestionReconciliation]:
-    """Reconcile the given ingestions, in the order given."""
+    """Reconcile the given ingestions, in the order given (``now``: the parser's clock, default the real one)."""
     if isinstance(conn, Engine):
         with conn.begin() as c:
-            return reconcile_ingestions(c, ingestion_ids, use_cache=use_cache)
-    return _reconcile_rows(conn, ingestions.by_ids(conn, ingestion_ids), use_cache=use_cache)
+            return reconcile_ingestions(c, ingestion_ids, use_cache=use_cache, now=now)
+    return _reconcile_rows(conn, ingestions.by_ids(conn, ingestion_ids, with_sha=use_cache), use_cache=use_cache,
+                           now=now)
 
 
 def reconcile_window(
@@ -184,31 +245,36 @@ def reconcile_window(
     user_id: str | None = None,
     statuses: Sequence[str] | None = None,
     use_cache: bool = True,
+    now: datetime | None = None,
 ) -> list[IngestionReconciliation]:
-    """Reconcile every ingestion created since ``since`` (all time if None), optionally filtered."""
+    """Reconcile every ingestion created since ``since`` (all time if None), optionally filtered.
+
+    ``now``: the parser's clock (points more than a day after it are not expected yet).
+    """
     if isinstance(conn, Engine):
         with conn.begin() as c:
-            return reconcile_window(c, since=since, user_id=user_id, statuses=statuses, use_cache=use_cache)
-    rows = ingestions.in_window(conn, since=since, user_id=user_id, statuses=statuses)
-    return _reconcile_rows(conn, rows, use_cache=use_cache)
+            return reconcile_window(c, since=since, user_id=user_id, statuses=statuses, use_cache=use_cache, now=now)
+    rows = ingestions.in_window(conn, since=since, user_id=user_id, statuses=statuses, with_sha=use_cache)
+    return _reconcile_rows(conn, rows, use_cache=use_cache, now=now)
 
 
-def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> list[IngestionReconciliation]:
-    cached = (
-        cache.cached_hashes(conn, [r.payload_hash for r in rows], parser_version=PARSER_VERSION)
-        if use_cache and rows else set()
-    )
-    writable = use_cache and bool(rows) and cache.writable(conn)
+def _reconcile_rows(
+    conn: Connection, rows: list[Any], *, use_cache: bool, now: datetime | None
+) -> list[IngestionReconciliation]:
+    use_cache = use_cache and bool(rows)
+    cached = cache.cached_hashes(conn, [r.sha for r in rows], parser_version=PARSER_VERSION) if use_cache else set()
+    writable = use_cache and cache.writable(conn)
     direct: dict[str, Expectation] = {}
     written: set[str] = set()
     for r in rows:
-        if r.payload_hash in cached or r.payload_hash in written:
+        if use_cache and (r.sha in cached or r.sha in written):
             continue
-        expectation = expected_keys(conn, r.id, payload_size=r.payload_size_bytes)
-        if writable and expectation.parse_error is None:
-            cache.store(conn, r.payload_hash, parser_version=PARSER_VERSION, keys=expectation.keys,
-                        rejected_points=expectation.rejected_points, accounting=expectation.accounting.to_dict())
-            written.add(r.payload_hash)
+        expectation = expected_keys(conn, r.id, payload_size=r.payload_size_bytes, now=now)
+        if writable and expectation.parse_error is None and not expectation.depends_on_clock:
+            cache.store(conn, r.sha, parser_version=PARSER_VERSION, keys=expectation.keys,
+                        filled=expectation.filled, rejected_points=expectation.rejected_points,
+                        accounting=expectation.accounting.to_dict())
+            written.add(r.sha)
         else:
             direct[r.id] = expectation
     if written and not cache.analyze(conn):
@@ -218,10 +284,7 @@ def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> li
     for r in rows:
         if r.id in direct:
             exp = direct[r.id]
-            tables = {
-                name: TableCounts(len(keys), count_present(conn, r.user_id, name, keys) if keys else 0)
-                for name, keys in exp.keys.items()
-            }
+            tables = count_against_rows(conn, r.user_id, exp)
             rejected, parse_error, accounting = exp.rejected_points, exp.parse_error, exp.accounting
         else:
             cached_entry = via_cache[r.id]
@@ -236,10 +299,10 @@ def _reconcile_rows(conn: Connection, rows: list[Any], *, use_cache: bool) -> li
     return results
 
 
-def missing_by_table(results: Iterable[IngestionReconciliation]) -> dict[str, int]:
-    """Sum of missing rows per table over ``results`` (every table listed)."""
+def missing_by_table(results: Iterable[IngestionReconciliation], *, values: bool = False) -> dict[str, int]:
+    """Sum of missing rows (or, with ``values``, missing values) per table over ``results`` (every table listed)."""
     totals: Counter[str] = Counter({name: 0 for name in METRIC_TABLES})
     for result in results:
         for name, counts in result.tables.items():
-            totals[name] += counts.missing
+            totals[name] += counts.missing_values if values else counts.missing
     return dict(totals)

@@ -110,21 +110,33 @@ recovery_log = sa.Table(
     sa.Index("ix_recovery_log_ingestion", "ingestion_id"),
 )
 
-# The deep check caches each payload's expected natural keys, keyed by the payload hash the API
-# stored and the parser version, so unchanged payloads are not parsed again on the next run.
+# The deep check caches each payload's expected natural keys, keyed by the SHA-256 the server
+# computes from the stored value (checksums.PAYLOAD_SHA256_SQL; never the API's payload_hash,
+# which nothing guarantees) and the parser version, so unchanged payloads are not parsed again on
+# the next run. filled_columns, one per key: which of the table's checked columns the payload
+# fills there, a '0'/'1' string in MetricTable.checked order (values count, not only rows).
 reconciliation_cache = sa.Table(
     "reconciliation_cache",
     metadata,
-    sa.Column("payload_hash", sa.String(64), primary_key=True),
+    sa.Column("payload_sha256", sa.String(64), primary_key=True),
     sa.Column("parser_version", sa.Integer, primary_key=True),
     sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("expected_keys", sa.ARRAY(sa.DateTime(timezone=True)), nullable=False),
     # The tags of a tagged table's keys, as text, parallel to expected_keys (NULL for other tables).
     sa.Column("expected_tags", sa.ARRAY(sa.Text)),
+    sa.Column("filled_columns", sa.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.Column("rejected_points", sa.Integer, nullable=False, server_default="0"),
     # Where the payload's points went (recovery_lib.accounting; counts and names only, no values).
     sa.Column("accounting", JSONB),
     sa.Column("computed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+)
+# What init_db changes in a reconciliation_cache created by an earlier version (its grants stay).
+# The cache is internal: these changes are not reported as added columns.
+_CACHE_RENAME = "ALTER TABLE reconciliation_cache RENAME COLUMN payload_hash TO payload_sha256"
+_CACHE_ADDITIONS = (
+    "ALTER TABLE reconciliation_cache ADD COLUMN IF NOT EXISTS filled_columns text[] NOT NULL DEFAULT '{}'",
+    "ALTER TABLE reconciliation_cache ADD COLUMN IF NOT EXISTS expected_tags text[]",
+    "ALTER TABLE reconciliation_cache ADD COLUMN IF NOT EXISTS accounting jsonb",
 )
 
 
@@ -150,6 +162,16 @@ class MetricTable:
     def columns(self) -> tuple[str, ...]:
         return ("user_id", *self.natural_key, *self.values)
 
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The columns reconciliation compares: every value but ``source_device``.
+
+        The source is filled only together with a value (store.metric_rows.update_clause), so a
+        NULL source beside values that are all present is nothing a recovery could fill.
+        """
+        return tuple(c for c in self.values if c != "source_device")
+
+
 
 METRIC_TABLES: dict[str, MetricTable] = {
     spec.name: MetricTable(spec.name, spec.key, tuple(c.name for c in catalogue.table_columns(spec.name)), spec.tag)
@@ -166,9 +188,15 @@ def init_db(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         # Serialise concurrent `db init` calls (two CI jobs, two operators).
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('health-export-recovery:init'))")
-        inspector = sa.inspect(conn)
-        existing = set(inspector.get_table_names())
+        existing = set(sa.inspect(conn).get_table_names())
+        if reconciliation_cache.name in existing:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns(reconciliation_cache.name)}
+            if "payload_hash" in columns:
+                conn.exec_driver_sql(_CACHE_RENAME)
+            for statement in _CACHE_ADDITIONS:
+                conn.exec_driver_sql(statement)
         metadata.create_all(conn, checkfirst=True)
+        inspector = sa.inspect(conn)  # a fresh one: the migrations above changed columns
         added = []
         for name in sorted(existing & set(metadata.tables)):
             present = {c["name"] for c in inspector.get_columns(name)}

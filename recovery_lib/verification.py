@@ -2,7 +2,7 @@
 
     >>> report = verify(get_engine(), VerifyOptions.validated(since="24h"))
     >>> report.missing_metrics_total, report.headline()
-    (0, '52 ingestions checked, 0 rows missing, 3 recovery_failed')
+    (0, '52 ingestions checked, 0 rows missing, 0 values missing, 3 recovery_failed')
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def headline(data: Mapping[str, Any]) -> str:
     lost = data.get("unrecoverable_loss") or 0
     return (
         f"{data.get('ingestions_checked', 0)} ingestions checked, {data.get('missing_metrics_total', 0)} rows missing, "
+        f"{data.get('missing_values_total', 0)} values missing, "
         f"{len(data.get('recovery_failed') or [])} recovery_failed" + (f"; {names}" if names else "")
         + (f"; {lost} bodies never stored (unrecoverable loss: the client must resend)" if lost else "")
     )
@@ -43,8 +44,9 @@ class VerificationReport:
     database: str  # masked URL
     ingestions_checked: int = 0
     missing_by_table: dict[str, int] = field(default_factory=dict)
+    missing_values_by_table: dict[str, int] = field(default_factory=dict)  # NULL where the payload has a value
     status_counts: dict[str, int] = field(default_factory=dict)
-    still_missing: list[dict[str, Any]] = field(default_factory=list)  # ingestions with rows missing
+    still_missing: list[dict[str, Any]] = field(default_factory=list)  # ingestions with rows or values missing
     recovery_failed: list[dict[str, Any]] = field(default_factory=list)
     generated_at: str = ""
     accounting: Accounting = field(default_factory=Accounting)
@@ -58,6 +60,10 @@ class VerificationReport:
         return sum(self.missing_by_table.values())
 
     @property
+    def missing_values_total(self) -> int:
+        return sum(self.missing_values_by_table.values())
+
+    @property
     def unrecoverable_loss(self) -> int:
         """Ingestions whose body was never stored and never processed: only the client can send them again."""
         return sum(1 for b in self.bodies_not_stored if b["lost"])
@@ -65,7 +71,8 @@ class VerificationReport:
     @property
     def ok(self) -> bool:
         """Nothing missing, no point without a place, no body lost: every ingestion checked is complete."""
-        return self.missing_metrics_total == 0 and not self.unsupported and not self.unrecoverable_loss
+        return (self.missing_metrics_total == 0 and self.missing_values_total == 0 and not self.unsupported
+                and not self.unrecoverable_loss)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +84,8 @@ class VerificationReport:
             "missing_metrics_total": self.missing_metrics_total,
             "missing_by_table": dict(self.missing_by_table),
             **{f"missing_{name}": n for name, n in self.missing_by_table.items()},
+            "missing_values_total": self.missing_values_total,
+            "missing_values_by_table": dict(self.missing_values_by_table),
             "status_counts": dict(self.status_counts),
             "still_missing": self.still_missing,
             "recovery_failed": self.recovery_failed,
@@ -109,7 +118,8 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
         results = reconcile.reconcile_window(conn, **scope, statuses=list(VERIFIED_STATUSES))
         report.ingestions_checked = len(results)
         report.missing_by_table = reconcile.missing_by_table(results)
-        report.still_missing = [r.to_dict() for r in results if r.missing_total > 0]
+        report.missing_values_by_table = reconcile.missing_by_table(results, values=True)
+        report.still_missing = [r.to_dict() for r in results if r.lost_anything]
         report.accounting = total(r.accounting for r in results)
         report.unsupported = [
             {"ingestion_id": r.ingestion_id, "user_id": r.user_id, "unsupported": dict(r.accounting.unsupported)}

@@ -321,3 +321,101 @@ def test_arbitrary_bytes_fail_only_with_payload_error(blob):
 def test_arbitrary_json_values_fail_only_with_payload_error(value):
     assert parse(value)[2] is not None or isinstance(value, dict)
     parse(json.dumps(value, allow_nan=True))
+
+
+# --- values jsonb stores that Python's own decoder cannot read -----------------------------------
+
+HOSTILE_TEXT = {
+    "deep list": "[" * 2_500 + "]" * 2_500,
+    "deep object": '{"a": ' * 1_500 + "1" + "}" * 1_500,
+    "huge number": "1" + "0" * 5_000,  # 1e5000 as jsonb renders it
+    "huge negative number": "-" + "7" * 4_400,
+}
+
+
+@st.composite
+def hostile_payload_texts(draw: st.DrawFn) -> str:
+    """JSON text of a generated payload with deep nesting and huge numbers put in points, units and workouts."""
+    doc = draw(payloads())
+    tokens: dict[str, str] = {}
+
+    def hostile() -> str:
+        token = f"@@hostile-{len(tokens)}@@"
+        tokens[token] = draw(st.sampled_from(sorted(HOSTILE_TEXT)))
+        return token
+
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if isinstance(data, dict):
+        groups = [m.get("data") for m in data.get("metrics", []) if isinstance(m, dict)] if isinstance(
+            data.get("metrics"), list) else []
+        for metric in data.get("metrics", []) if isinstance(data.get("metrics"), list) else []:
+            if isinstance(metric, dict) and draw(st.integers(0, 4)) == 0:
+                metric["units"] = hostile()
+        for group in [*groups, data.get("workouts")]:
+            for point in group if isinstance(group, list) else []:
+                if isinstance(point, dict) and draw(st.integers(0, 2)) == 0:
+                    point[draw(st.sampled_from([*sorted(POINT_VALUES), "note"]))] = hostile()
+        if draw(st.booleans()):
+            data["extra"] = hostile()
+    text = json.dumps(doc, allow_nan=True)
+    for token, kind in tokens.items():
+        text = text.replace(json.dumps(token), HOSTILE_TEXT[kind])
+    return text
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_payload_texts())
+def test_deep_nesting_and_huge_numbers_parse_the_same_as_text_and_as_decoded_jsonb(text):
+    from recovery_lib.safe_json import loads
+
+    decoded = loads(text)  # what the stored-payload reader hands the parser
+    by_object = parse(decoded)
+    parser, rows, error = parse(text.encode())
+    assert error == by_object[2]
+    if error is None:
+        check_accounting(decoded, parser, rows)
+        assert [(r.table, r.key, r.metric, r.index) for r in rows] == [
+            (r.table, r.key, r.metric, r.index) for r in by_object[1]
+        ]
+        assert parser.rejections == by_object[0].rejections
+
+
+# --- the reconciliation cache, whatever the API's payload_hash -----------------------------------
+
+HASHES = st.sampled_from(["", "   ", "garbage", "dup", None])  # None: the real SHA-256 of the stored value
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), HASHES, st.integers(0, 1), st.booleans()), min_size=2, max_size=6))
+def test_reconciliation_with_the_cache_equals_without_whatever_the_payload_hash(engine, plan):
+    import sqlalchemy as sa
+    from conftest import reset_schema
+    from helpers import add_ingestion, add_user, hr_payload
+
+    from recovery_lib import reconcile
+    from recovery_lib.payload import parse_payload
+
+    reset_schema(engine)
+    users = [add_user(engine), add_user(engine)]
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    for number, (which, api_hash, owner, stored) in enumerate(plan):
+        payload = hr_payload(start + timedelta(hours=which), 3)
+        add_ingestion(engine, users[owner], payload, status="processed", payload_hash=api_hash,
+                      created_at=start + timedelta(minutes=number))
+        if stored:  # this ingestion's rows were written (a shared instant: the first writer's)
+            with engine.begin() as conn:
+                for key, values in parse_payload(payload).rows["heart_rate_metrics"].items():
+                    conn.execute(sa.text(
+                        "INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate, heart_rate_min, "
+                        "heart_rate_max, source_device) VALUES (:u, :k, :heart_rate, :heart_rate_min, "
+                        ":heart_rate_max, :source_device) ON CONFLICT DO NOTHING"),
+                        {"u": users[owner], "k": key, **values})
+
+    def measured(use_cache: bool) -> dict[str, tuple[int, int]]:
+        return {r.ingestion_id: (r.missing_total, r.missing_values_total)
+                for r in reconcile.reconcile_window(engine, use_cache=use_cache)}
+
+    exact = measured(False)
+    assert measured(True) == exact  # writes the cache
+    assert measured(True) == exact  # reads it

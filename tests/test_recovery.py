@@ -80,12 +80,13 @@ def test_data_loss_monitoring(engine):
     user = add_user(engine)
     complete = add_ingestion(engine, user, hr_payload(T0, 30), status="processed")
     lossy = add_ingestion(engine, user, hr_payload(T0 + timedelta(hours=5), 30), status="processed")
-    # The complete payload's rows exist; the lossy one kept 10 of its 30 rows.
+    # The complete payload's rows exist (every value it has); the lossy one kept 10 of its 30 rows.
     with engine.begin() as conn:
         for start, n in ((T0, 30), (T0 + timedelta(hours=5), 10)):
             conn.execute(
-                sa.text("INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate) "
-                        "SELECT :u, :t + make_interval(mins => g), 70 FROM generate_series(0, :n - 1) g"),
+                sa.text("INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate, heart_rate_min, "
+                        "heart_rate_max) SELECT :u, :t + make_interval(mins => g), 70, 55, 90 "
+                        "FROM generate_series(0, :n - 1) g"),
                 {"u": user, "t": start, "n": n},
             )
     # Counting the user's rows (the original check) sees 40 rows >= 30: no loss. Per ingestion finds it.
@@ -251,3 +252,34 @@ def test_report_file_is_written_with_a_utc_timestamped_name(engine, tmp_path):
     [path] = list(tmp_path.glob("data_recovery_report_*.json"))
     assert len(path.stem) == len("data_recovery_report_20260101_120000")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("method", ["sql", "copy", "insert"])
+def test_a_filled_null_takes_its_source_from_a_value_that_won(engine, method):
+    # Stored by the API: steps at k and a heart rate Avg at j, both without a source.
+    user = add_user(engine)
+    k, j = T0, T0 + timedelta(minutes=5)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO activity_metrics (user_id, recorded_at, step_count) VALUES (:u, :k, 100)"),
+                     {"u": user, "k": k})
+        conn.execute(sa.text("INSERT INTO heart_rate_metrics (user_id, recorded_at, heart_rate) VALUES (:u, :j, 70)"),
+                     {"u": user, "j": j})
+    stamp = "%Y-%m-%d %H:%M:%S +0000"
+    payload = {"data": {"metrics": [
+        # At k the payload's steps lose (the stored 100 stays): their source must not be filled in.
+        {"name": "step_count", "units": "count", "data": [{"date": k.strftime(stamp), "qty": 999, "source": "Phone"}]},
+        # At j its Min fills a NULL: the source comes with the value that won.
+        {"name": "heart_rate", "units": "count/min",
+         "data": [{"date": j.strftime(stamp), "Avg": 80, "Min": 50, "source": "Watch"}]},
+    ]}}
+    add_ingestion(engine, user, payload, errors=PARAM_LIMIT_ERROR)
+
+    report = run(engine, insert_method=method)
+
+    assert report["recovered"] == 1
+    with engine.connect() as conn:
+        activity = conn.execute(sa.text("SELECT step_count, source_device FROM activity_metrics")).one()
+        heart = conn.execute(sa.text("SELECT heart_rate, heart_rate_min, source_device FROM heart_rate_metrics")).one()
+    assert tuple(activity) == (100.0, None)
+    assert tuple(heart) == (70.0, 50.0, "Watch")
+    assert report["tables"]["activity_metrics"]["filled"] == 0  # nothing won there: the row is untouched

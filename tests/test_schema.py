@@ -54,3 +54,24 @@ def test_cli_db_url_masks_password(capsys, monkeypatch):
     assert main(["db", "url"]) == 0
     out = capsys.readouterr().out
     assert "hunter2" not in out and "***" in out
+
+
+def test_init_db_moves_an_earlier_reconciliation_cache_to_the_stored_value_key_keeping_its_grants(engine):
+    # The cache as an earlier version created it: keyed on the API's payload_hash, no filled columns.
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE reconciliation_cache"))
+        conn.execute(sa.text(
+            "CREATE TABLE reconciliation_cache (payload_hash varchar(64), parser_version int, table_name varchar(64), "
+            "expected_keys timestamptz[] NOT NULL, rejected_points int NOT NULL DEFAULT 0, "
+            "computed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (payload_hash, parser_version, table_name))"))
+        conn.execute(sa.text("INSERT INTO reconciliation_cache (payload_hash, parser_version, table_name, "
+                             "expected_keys) VALUES ('abc', 1, 'heart_rate_metrics', '{}')"))
+        conn.execute(sa.text("GRANT SELECT ON reconciliation_cache TO PUBLIC"))
+
+    assert schema.init_db(engine) == []
+    assert schema.init_db(engine) == []  # and again: nothing left to change
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("reconciliation_cache")}
+    assert {"payload_sha256", "filled_columns"} <= columns and "payload_hash" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT has_table_privilege('public', 'reconciliation_cache', 'SELECT')")).scalar()
+        assert conn.execute(sa.text("SELECT parser_version, filled_columns FROM reconciliation_cache")).one() == (1, [])

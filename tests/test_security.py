@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import sqlalchemy as sa
 from helpers import add_ingestion, add_user, fingerprint, statuses
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from recovery_lib import reconcile
 from recovery_lib.schema import METRIC_TABLES
@@ -372,3 +373,61 @@ def test_the_documented_recover_grant_names_every_metric_table() -> None:
     listed = {name.strip() for name in grant.replace("\n", " ").split(",")}
     assert listed == set(METRIC_TABLES)
 
+# --- every form libpq takes a password in ----------------------------------------------------------
+
+
+def test_every_form_of_a_password_libpq_accepts_is_masked_and_scrubbed(monkeypatch):
+    from recovery_lib.redact import database_secrets, mask_url
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    secret = f"Qp-{secrets.token_hex(6)}"
+    forms = {
+        "userinfo": f"postgresql://app:{secret}@db.internal/health",
+        "query parameter": f"postgresql://app@/health?host=/tmp/sock&password={secret}",
+        "query parameter, escaped": f"postgresql://app@db/health?password={quote(secret + ' x', safe='')}",
+        "key=value DSN": f"host=db.internal dbname=health user=app password={secret} sslmode=require",
+        "key=value DSN, quoted": f"host=db dbname=health password = '{secret} x\\' y' user=app",
+    }
+    for name, url in forms.items():
+        masked = mask_url(url)
+        assert secret not in masked and "***" in masked, f"{name}: {masked}"
+        assert secret in " ".join(database_secrets(url)), f"{name}: the scrubbers do not know the password"
+    assert mask_url(make_url(forms["query parameter"])).endswith("password=***")
+
+    monkeypatch.setenv("PGPASSWORD", secret)
+    assert secret in database_secrets("postgresql://app@db/health")
+
+
+@pytest.mark.slow
+def test_a_password_given_as_a_url_query_parameter_appears_in_no_output_report_or_notebook(engine, tmp_path):
+    secret = f"Qp-{secrets.token_hex(10)}"
+    url = engine.url.update_query_dict({"password": secret}).render_as_string(hide_password=False)
+    assert secret in url
+    simulate(engine, users=2, payloads=6, large_points=200, seed=5, now=datetime.now(UTC))
+    work = tmp_path / "work"
+    outputs = {}
+    for name, argv in {
+        "db url": ["db", "url"],
+        "recover": ["-v", "recover", "--no-progress", "--report-dir", "reports"],
+        "verify": ["verify", "--json", "verify.json"],
+        "run verify": ["run", "verify", "--runs-dir", "runs", "--no-progress", "-p", "since", "7d"],
+    }.items():
+        result = cli(url, *argv, cwd=work)
+        outputs[f"{name} stdout"], outputs[f"{name} stderr"] = result.stdout, result.stderr
+    assert "password=***" in outputs["db url stdout"] and "password=***" in outputs["recover stdout"]
+    [report] = (work / "reports").glob("data_recovery_report_*.json")
+    assert "password=***" in json.loads(report.read_text())["database"]
+    assert any((work / "runs").glob("*.html")) and any((work / "runs").glob("*.ipynb"))
+    found = leaks([secret], outputs, everything_written(tmp_path))
+    assert found == [], "the password leaked:\n" + "\n".join(found)
+
+
+def test_verify_json_is_written_with_mode_0600_whatever_the_umask(engine, tmp_path, capsys):
+    from recovery_lib.cli import main
+
+    previous = os.umask(0)
+    try:
+        assert main(["verify", "--json", str(tmp_path / "verify.json")]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "verify.json").stat().st_mode) == 0o600

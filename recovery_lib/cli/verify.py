@@ -29,7 +29,8 @@ def _verify(args: argparse.Namespace) -> int:
     result = verification.verify(None, options)
     report = result.to_dict()
     print(f"checked {report['ingestions_checked']} ingestions since {report['since']}: "
-          f"{report['missing_metrics_total']} metric rows missing")
+          f"{report['missing_metrics_total']} metric rows missing, {report['missing_values_total']} values missing "
+          "in existing rows")
     for name, n in report["missing_by_table"].items():
         print(f"  {name:<24} {n:>8}")
     print(f"status counts: {report['status_counts']}")

@@ -10,7 +10,8 @@ Definitions (``non-pending`` = every status but ``pending``; a NULL status count
 
 * window: ingestions with ``created_at >= now - hours``.
 * ``data_loss_detected``: non-pending ingestions in the window whose reconciliation shows
-  missing rows, whatever their status (a ``processed`` one with missing rows is silent loss).
+  missing rows or missing values (a value the payload has, NULL in the stored row), whatever
+  their status (a ``processed`` one with missing rows is silent loss).
   None when the deep check is off, as are the other loss figures.
 * ``failure_rate_pct``: (error + partial_success + recovery_failed) / non-pending.
 * ``data_loss_rate_pct``: data_loss_detected / non-pending.
@@ -77,6 +78,7 @@ class _Loss:
 
     lost: dict[str, Any] = field(default_factory=dict)  # ingestion id -> IngestionReconciliation
     by_table: dict[str, int] = field(default_factory=lambda: {name: 0 for name in METRIC_TABLES})
+    values_by_table: dict[str, int] = field(default_factory=lambda: {name: 0 for name in METRIC_TABLES})
     unparseable: int = 0
     accounting: Accounting = field(default_factory=Accounting)
 
@@ -92,11 +94,13 @@ def _deep_check(conn: Connection, since: datetime) -> _Loss:
             loss.unparseable += 1
         loss.accounting.add(result.accounting)
         missing = {name: max(counts.missing, 0) for name, counts in result.tables.items()}
-        # Loss: rows missing, or points with no place to go (not every point accounted for).
-        if sum(missing.values()) > 0 or result.accounting.unsupported:
+        # Loss: rows missing, values missing inside rows, or points with no place to go.
+        if sum(missing.values()) > 0 or result.missing_values_total > 0 or result.accounting.unsupported:
             loss.lost[result.ingestion_id] = result
             for name, count in missing.items():
                 loss.by_table[name] = loss.by_table.get(name, 0) + count
+            for name, counts in result.tables.items():
+                loss.values_by_table[name] = loss.values_by_table.get(name, 0) + counts.missing_values
     return loss
 
 
@@ -157,6 +161,8 @@ def _build(conn: Connection, options: MonitorOptions, now: datetime | None) -> M
         report.loss_by_table = dict(loss.by_table)
         report.missing_metrics_total = sum(loss.by_table.values())
         report.accounting = loss.accounting
+        report.missing_values_by_table = dict(loss.values_by_table)
+        report.missing_values_total = sum(loss.values_by_table.values())
 
     report.user_impact = _user_impact(conn, since, now, loss if deep_check else None, thresholds)
     report.error_pattern_analysis = _error_patterns(conn, since)

@@ -4,7 +4,7 @@ Metrics (the alert rules in ``monitoring/alerts.yml`` use the gauges):
 
 * ``health_export_recovery_processed_total{status="success"}`` (counter): ingestions recovered
 * ``health_export_recovery_failed_total{status="error"}`` (counter): ingestions recovery_failed
-* ``health_export_data_loss_detected_total`` (counter): ingestions of the window with rows missing
+* ``health_export_data_loss_detected_total`` (counter): ingestions of the window with rows or values missing
 * ``health_export_processing_failure_rate`` (gauge, 0-1): error + partial_success + recovery_failed
   over non-pending ingestions of the window
 * ``health_export_data_loss_rate`` (gauge, 0-1): ingestions with loss over non-pending ones
@@ -18,6 +18,8 @@ Metrics (the alert rules in ``monitoring/alerts.yml`` use the gauges):
 * ``health_export_points{kind="stored|generic|rejected|unsupported"}`` (gauge): where the window's
   points went (the accounting identity: the four add up to every point)
 * ``health_export_unknown_metric_names`` (gauge): metric names the catalogue does not know
+* ``health_export_missing_values{table="..."}`` (gauge): values missing inside existing rows per
+  table (window): the payload has the value, the stored row has NULL
 * ``health_export_monitor_*`` (gauges): when the monitor ran, its window, whether the deep check
   ran, ingestions by status, alerts by level
 
@@ -116,7 +118,7 @@ class ReportCollector(Collector):
         if deep:
             yield CounterMetricFamily(
                 f"{PREFIX}data_loss_detected",
-                "Ingestions in the monitoring window whose rows are missing "
+                "Ingestions in the monitoring window whose rows or values are missing "
                 "(current state; drops after recovery).",
                 value=d["data_loss_detected"],
             )
@@ -153,6 +155,14 @@ class ReportCollector(Collector):
                 "Distinct metric names in the window the catalogue does not know (kept in other_metrics).",
                 value=len(accounting.get("generic") or {}),
             )
+            values = GaugeMetricFamily(
+                f"{PREFIX}missing_values",
+                "Values NULL in existing rows although the payload has them, per table, in the monitoring window.",
+                labels=["table"],
+            )
+            for table, count in sorted((d.get("missing_values_by_table") or {}).items()):
+                values.add_metric([table], count)
+            yield values
 
         yield GaugeMetricFamily(
             f"{PREFIX}monitor_last_run_timestamp_seconds",

@@ -94,6 +94,8 @@ class MonitoringReport:
     missing_metrics_total: int | None = None
     loss_by_table: dict[str, int] | None = None
     accounting: Accounting | None = None  # where the window's points went (deep check only)
+    missing_values_total: int | None = None  # values NULL in stored rows although the payload has them
+    missing_values_by_table: dict[str, int] | None = None
     average_processing_delay_seconds: float | None = None
     largest_payload_bytes: int | None = None
     smallest_payload_bytes: int | None = None
@@ -158,6 +160,10 @@ class MonitoringReport:
             "missing_metrics_total": self.missing_metrics_total,
             "loss_by_table": dict(self.loss_by_table) if self.loss_by_table is not None else None,
             "accounting": self.accounting.to_dict() if self.accounting is not None else None,
+            "missing_values_total": self.missing_values_total,
+            "missing_values_by_table": (
+                dict(self.missing_values_by_table) if self.missing_values_by_table is not None else None
+            ),
             "average_processing_delay_seconds": self.average_processing_delay_seconds,
             "largest_payload_bytes": self.largest_payload_bytes,
             "smallest_payload_bytes": self.smallest_payload_bytes,
@@ -234,6 +240,7 @@ def format_text_report(report: MonitoringReport) -> str:
         ("Unrecoverable loss", _num(report.unrecoverable_loss),
          f"(bodies never stored: {report.bodies_not_stored:,} placeholders; the client must resend)"),
         ("Missing metric rows", _num(report.missing_metrics_total), "" if deep else off),
+        ("Missing values in existing rows", _num(report.missing_values_total), "" if deep else off),
     ]
     for table, missing in (report.loss_by_table or {}).items():
         if missing:

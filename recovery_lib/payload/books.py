@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-PARSER_VERSION: int = 4  # bump when the mapping changes: the reconciliation cache is keyed on it
+# Bump when the mapping (or what the reconciliation cache records) changes: the cache is keyed on it.
+# 5: the API's internal form read (issue 13); 4: a cache keyed on the stored value's SHA-256 with the
+# columns each key fills; 3: the catalogue.
+PARSER_VERSION: int = 5
 SUMMARY_REJECTIONS = 50
 MAX_NAME = 100  # a payload's own name (an unknown metric, an array) is cut to this in the books
 

@@ -15,7 +15,7 @@ from typing import Any
 import ijson
 
 from recovery_lib import catalogue
-from recovery_lib.errors import StructureError
+from recovery_lib.errors import NumberTooLong, StructureError
 
 Item = tuple[Any, ...]
 
@@ -81,7 +81,7 @@ class Headers:
                     else:
                         _skip(nxt, event)
                 self._table.append((name, units))
-        except (ijson.JSONError, UnicodeDecodeError):
+        except (ijson.JSONError, UnicodeDecodeError, NumberTooLong):
             pass  # the main walk reports the problem; metrics not found here are buffered
 
 

@@ -196,6 +196,10 @@ class PayloadParser(Books):
         if not segments:
             return
         for group, values in sessions(segments):
+            if isinstance(values, Reject):
+                for segment in group:
+                    self._reject(values.category, name, segment.index, values.field)
+                continue
             start = group[0].start
             stamp = (start - EPOCH) // _ONE_US
             if self.track_duplicates and stamp in seen:

@@ -111,7 +111,10 @@ def value_text(value: Any, rust_type: str) -> tuple[str, bool]:
     if inner in ("f64", "f32"):
         if type(value) not in (int, float):
             raise NotRenderable(rust_type)
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past any double (jsonb keeps every digit)
+            raise NotRenderable(rust_type) from None
         return (f64_text if inner == "f64" else f32_text)(number), number == 0
     if inner in ("i16", "i32", "i64", "usize"):
         if type(value) is int:

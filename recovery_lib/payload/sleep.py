@@ -17,7 +17,15 @@ from typing import Any
 
 from recovery_lib.errors import Reject
 from recovery_lib.payload.fields import Converted, unit_conversion
-from recovery_lib.payload.values import LATEST_ALLOWED_NEVER, MINUTES, check_range, parse_date, quantity, text
+from recovery_lib.payload.values import (
+    EFFICIENCY,
+    LATEST_ALLOWED_NEVER,
+    MINUTES,
+    check_range,
+    parse_date,
+    quantity,
+    text,
+)
 
 __all__ = ["LATEST_ALLOWED_NEVER", "SLEEP_STAGES", "Segment", "convert_segment", "convert_sleep", "is_segment",
            "sessions"]
@@ -90,7 +98,8 @@ def convert_sleep(point: dict[str, Any], units: object, latest: datetime) -> Con
         duration = check_range(sum(minutes.get(p, 0.0) for p in _SLEEP_PARTS), MINUTES, "asleep")
     values["duration_minutes"] = duration
     if minutes.get("inBed", 0.0) > 0:
-        values["efficiency"] = 100.0 * duration / minutes["inBed"]
+        # Derived, so held to the rules of a given value: a tiny inBed makes it infinite, a short one > 100 %.
+        values["efficiency"] = check_range(100.0 * duration / minutes["inBed"], EFFICIENCY, "inBed")
     # Before 6.6.2 the sources came per part; later a single "source" (which the parser prefers).
     source = text(point.get("sleepSource")) or text(point.get("inBedSource"))
     if source is not None:
@@ -123,11 +132,13 @@ class Segment:
     index: int
 
 
-def sessions(segments: list[Segment]) -> list[tuple[list[Segment], dict[str, object]]]:
+def sessions(segments: list[Segment]) -> list[tuple[list[Segment], dict[str, object] | Reject]]:
     """Group segments into sessions (docs: "Sleep", unaggregated) with each session's row values.
 
     Sorted by start (payload order breaks ties); a segment joins the session while it starts at
-    most 60 minutes after the latest end so far.
+    most 60 minutes after the latest end so far. A session whose derived values break the value
+    rules (overlapping segments: more than 100 % efficiency, more than 1440 minutes of a stage)
+    comes with the :class:`Reject` instead of values.
     """
     groups: list[list[Segment]] = []
     latest_end: datetime | None = None
@@ -156,8 +167,24 @@ def sessions(segments: list[Segment]) -> list[tuple[list[Segment], dict[str, obj
         span = (end - start).total_seconds() / 60
         if span > 0:
             values["efficiency"] = 100.0 * duration / span
+        problem = _derived_problem(values)
+        if problem is not None:
+            result.append((group, problem))
+            continue
         source = next((s.source for s in group if s.source is not None), None)
         if source is not None:
             values["source_device"] = source
         result.append((group, values))
     return result
+
+
+def _derived_problem(values: dict[str, object]) -> Reject | None:
+    """A session's derived values under the rules of given ones (overlapping segments can break them)."""
+    for column, value in values.items():
+        limits = EFFICIENCY if column == "efficiency" else MINUTES if column.endswith("minutes") else None
+        if limits is not None:
+            try:
+                check_range(value, limits, column)  # type: ignore[arg-type]
+            except Reject as problem:
+                return problem
+    return None

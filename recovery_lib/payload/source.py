@@ -22,12 +22,14 @@ psycopg2 returns ``jsonb``) are walked. Numbers read from text come out as ``int
 
 Two caveats the streaming needs:
 
-* **NaN / Infinity.** ijson (3.6, every backend) rejects these non-standard literals and has no
-  option to allow them (ICRAR/ijson#33), but the contract wants them as ``non_finite`` point
-  rejections. When ijson fails on text that contains ``NaN`` or ``Infinity`` bytes, the text is
-  parsed again with ``json.loads`` (which accepts them) and that object is walked, skipping the
-  items already yielded. Only then is the whole payload in memory; a file object must be seekable
-  for this (else the payload is ``not_json``). Duplicate JSON keys could make the two walks
+* **NaN / Infinity, and very long numbers.** ijson (3.6, every backend) rejects these
+  non-standard literals and has no option to allow them (ICRAR/ijson#33), but the contract wants
+  them as ``non_finite`` point rejections; it also fails on an integer longer than Python's
+  4,300-digit limit. When ijson fails on text that contains ``NaN`` or ``Infinity`` bytes, or on
+  such a number, the text is parsed again with :func:`recovery_lib.safe_json.loads` (which
+  accepts them, at any depth) and that object is walked, skipping the items already yielded.
+  Only then is the whole payload in memory; a file object must be seekable for this (else the
+  payload is ``not_json``, or ``number_out_of_range`` for the long number). Duplicate JSON keys could make the two walks
   disagree; the exporter does not write them.
 * **Key order.** A metric's ``name``/``units`` must be known before its points. The exporter
   writes them first, but ``jsonb::text`` sorts keys (``"data"`` before ``"name"``). Then the
@@ -40,7 +42,8 @@ Two caveats the streaming needs:
 from __future__ import annotations
 
 import io
-import json
+import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
@@ -48,8 +51,8 @@ from typing import IO, Any
 
 import ijson
 
-from recovery_lib import catalogue
-from recovery_lib.errors import PayloadError, StructureError
+from recovery_lib import catalogue, safe_json
+from recovery_lib.errors import NumberTooLong, PayloadError, StructureError
 from recovery_lib.payload.events import Headers, Item, walk
 from recovery_lib.payload.forms import is_internal
 
@@ -208,6 +211,37 @@ class _Utf8Reader:
         return self._file.read(size).encode("utf-8", "surrogatepass")
 
 
+_DIGITS = b"0123456789"
+
+
+class _DigitGuard:
+    """A byte stream that refuses a run of digits longer than Python converts to ``int``.
+
+    ijson's C backend fails on such a number with its state broken (a later call can crash the
+    interpreter), so the stream stops first with :class:`NumberTooLong`. Checked per chunk in C
+    (a regex, ``strip``), carrying a run across chunk boundaries.
+    """
+
+    def __init__(self, stream: Any, limit: int):
+        self._stream, self._limit, self._run = stream, limit, 0
+        self._long = re.compile(rb"(?<![0-9])[0-9]{%d}" % (limit + 1))
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            lead = len(data) - len(data.lstrip(_DIGITS))
+            if self._run + lead > self._limit or self._long.search(data):
+                raise NumberTooLong("a number longer than Python converts")
+            tail = len(data) - len(data.rstrip(_DIGITS))
+            self._run = self._run + len(data) if tail == len(data) else tail
+        return data
+
+
+def _guarded(stream: Any) -> Any:
+    limit = sys.get_int_max_str_digits()
+    return _DigitGuard(stream, limit) if limit else stream
+
+
 def _stream(
     stream: Any,
     reread: Callable[[], bytes] | None,
@@ -220,7 +254,16 @@ def _stream(
     header pass; ``None`` when the source cannot be read twice. ``not_json`` is the
     error for text that is not JSON (for a ``str``, see :func:`iter_items`).
     """
-    events = ijson.basic_parse(stream)
+    events = ijson.basic_parse(_guarded(stream))
+    if open_again is not None:
+        reopen = open_again
+
+        @contextmanager
+        def open_again_guarded() -> Iterator[Any]:
+            with reopen() as again:
+                yield _guarded(again)
+
+        open_again = open_again_guarded
     yielded = 0
     try:
         try:
@@ -233,13 +276,22 @@ def _stream(
             for _ in events:  # wrong shape, but is it JSON at all? not_json wins
                 pass
             raise PayloadError("invalid_structure", str(exc)) from None
-    except (ijson.JSONError, UnicodeDecodeError):
+    except (ijson.JSONError, NumberTooLong, ValueError, SystemError) as exc:
+        # NumberTooLong: the guard stopped before ijson met an integer longer than Python converts
+        # (ValueError/SystemError: in case one still reaches it); UnicodeDecodeError is a
+        # ValueError too, but means what a JSONError means.
+        too_long = not isinstance(exc, ijson.JSONError | UnicodeDecodeError)
         text = reread() if reread is not None else None
-        if text is None or (b"NaN" not in text and b"Infinity" not in text):
+        if text is None:
+            if too_long:
+                raise PayloadError("number_out_of_range", "a number has more digits than a stream can be read "
+                                   "with; give the payload as text or a seekable file") from None
+            raise PayloadError(*not_json) from None
+        if not too_long and b"NaN" not in text and b"Infinity" not in text:
             raise PayloadError(*not_json) from None
         try:
-            decoded = json.loads(text)
-        except (ValueError, RecursionError):
+            decoded = safe_json.loads(text)
+        except ValueError:
             raise PayloadError(*not_json) from None
         for number, item in enumerate(iter_object_items(decoded)):
             if number >= yielded:

@@ -37,6 +37,7 @@ from recovery_lib import catalogue
 from recovery_lib.catalogue.model import Field, MetricSpec
 from recovery_lib.catalogue.units import Conversion, conversion
 from recovery_lib.errors import NotForSql
+from recovery_lib.schema import METRIC_TABLES
 
 # The exporter's date format only: PostgreSQL's timestamptz input also takes "24:00:00", leap
 # seconds, month names and dates without an offset, which the parser refuses or reads otherwise.
@@ -188,35 +189,46 @@ def plan_payload(cursor: Any, ingestion_id: str, latest: datetime, *, copy: bool
 
 def expected_keys(
     cursor: Any, ingestion_id: str, latest: datetime
-) -> tuple[dict[str, list[datetime]], list[int], int] | None:
-    """The distinct keys of the payload's simple metrics per table, the metric positions and points read.
+) -> tuple[dict[str, list[datetime]], dict[str, list[str]], list[int], int] | None:
+    """The distinct keys of the payload's simple metrics per table, the columns filled at each, positions, points.
 
-    None when the parser must read the whole payload (as for :func:`plan_payload`, or any point
-    it would reject). Read-only: no temporary table, one statement per table, under a savepoint.
+    Per table: the keys in order, and for each key a '0'/'1' string of the table's checked
+    columns (:attr:`~recovery_lib.schema.MetricTable.checked`) the payload fills there. None
+    when the parser must read the whole payload (as for :func:`plan_payload`, or any point it
+    would reject). Read-only: no temporary table, one statement per table, under a savepoint.
 
-        >>> keys, positions, points = expected_keys(cursor, ingestion_id, latest)
+        >>> keys, filled, positions, points = expected_keys(cursor, ingestion_id, latest)
     """
     plan = plan_payload(cursor, ingestion_id, latest, copy=False)
     if plan is None:
         return None
 
-    def listed() -> dict[str, list[datetime]]:
-        found: dict[str, list[datetime]] = {}
+    def listed() -> tuple[dict[str, list[datetime]], dict[str, list[str]]]:
+        keys: dict[str, list[datetime]] = {}
+        filled: dict[str, list[str]] = {}
         for name, metrics in plan.tables.items():
-            union = " UNION ALL ".join(f"({points_select(m, [])})" for m in metrics)
+            columns = METRIC_TABLES[name].checked
+            union = " UNION ALL ".join(f"({points_select(m, columns)})" for m in metrics)
+            flags = ", ".join(f"CASE WHEN bool_or({c} IS NOT NULL) THEN '1' ELSE '0' END" for c in columns)
+            # Grouped by key: a NULL key (a refused point) or a key twice within one metric sends
+            # the payload to the parser.
             cursor.execute(
-                f"SELECT count(*) FILTER (WHERE key IS NULL) = 0 AND count(*) = count(DISTINCT (position, key)), "
-                f"array_agg(DISTINCT key) FILTER (WHERE key IS NOT NULL) FROM ({union}) s",
+                f"SELECT coalesce(bool_and(key IS NOT NULL AND once), true), "
+                f"array_agg(key ORDER BY key) FILTER (WHERE key IS NOT NULL), "
+                f"array_agg(filled ORDER BY key) FILTER (WHERE key IS NOT NULL) "
+                f"FROM (SELECT key, count(*) = count(DISTINCT position) AS once, concat({flags}) AS filled "
+                f"FROM ({union}) s GROUP BY key) g",
                 statement_params(plan),
             )
-            canonical, keys = cursor.fetchone()
+            canonical, found, masks = cursor.fetchone()
             if not canonical:
                 raise NotForSql(f"{name}: a refused point, or a key twice within one metric")
-            found[name] = sorted(key.astimezone(UTC) for key in keys or [])
-        return found
+            keys[name] = [key.astimezone(UTC) for key in found or []]
+            filled[name] = list(masks or [])
+        return keys, filled
 
-    keys = run_guarded(cursor, "sql_keys", listed)
-    return None if keys is None else (keys, plan.positions, plan.points)
+    result = run_guarded(cursor, "sql_keys", listed)
+    return None if result is None else (result[0], result[1], plan.positions, plan.points)
 
 
 def run_guarded(cursor: Any, name: str, work: Callable[[], T]) -> T | None:

@@ -22,7 +22,6 @@ list)`` items, one per row.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import catalogue
+from recovery_lib import catalogue, safe_json
 from recovery_lib.db import is_connection_lost, run
 from recovery_lib.errors import PayloadError
 from recovery_lib.payload import forms
@@ -64,8 +63,9 @@ LEFT JOIN LATERAL (
 # One row per metric (with a NULL point for empty ones), then one per point, in payload order:
 # the nested loop over WITH ORDINALITY keeps array order without a sort. Only a metric's first
 # row carries its name and units (the client reads them only when the metric changes), and points
-# come as jsonb text decoded with one json.loads each: psycopg2's jsonb typecaster would decode
-# name, units and point on every row (three json.loads per point), the larger part of the fetch.
+# come as jsonb text decoded with one safe_json.loads each (any depth, any number): psycopg2's
+# jsonb typecaster would decode name, units and point on every row (three decodes per point),
+# the larger part of the fetch.
 _POINTS_SQL = """
 SELECT m.ord,
        CASE WHEN p.ord IS NULL OR p.ord = 1 THEN m.value->'name' END,
@@ -282,7 +282,7 @@ def stream_items(
         # Decoded jsonb: a string scalar is a string, not JSON text to parse again.
         yield from iter_object_items(fetch_payload(conn, ingestion_id, stored=stored))
         return
-    loads = json.loads  # what psycopg2 decodes jsonb with, so the items are the same objects
+    loads = safe_json.loads  # what psycopg2 decodes jsonb with (db.py), so the items are the same objects
     internal = stored.inner == forms.INTERNAL
     for key, kind in found.keys:
         if internal and key in ("metrics", "workouts"):
@@ -308,7 +308,7 @@ def stream_items(
 def _metric_items(
     conn: Connection, ingestion_id: str, skip_points: Sequence[int], fetch_size: int, source: str
 ) -> Iterator[Item]:
-    loads = json.loads
+    loads = safe_json.loads
     current: int | None = None
     rows = _server_rows(conn, _sql(_POINTS_SQL, source), {"skip": list(skip_points), "id": ingestion_id}, fetch_size)
     for metric_ord, name, units, point_ord, point in rows:
@@ -331,7 +331,7 @@ def records(
     entries = _sql(_ENTRIES_SQL, stored.source)
     for key in lists:
         for _, entry in _server_rows(conn, entries, {"id": ingestion_id, "key": key}, fetch_size):
-            yield key, json.loads(entry)
+            yield key, safe_json.loads(entry)
 
 
 def fetch_payload(conn: Connection, ingestion_id: str, *, stored: Stored = VALUE) -> Any:

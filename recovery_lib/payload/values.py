@@ -27,6 +27,7 @@ LATEST_ALLOWED_NEVER = datetime.max.replace(tzinfo=UTC)
 # own limits are in the catalogue).
 HEART_RATE = (20.0, 300.0)
 MINUTES = (0.0, 1440.0)
+EFFICIENCY = (0.0, 100.0)  # a derived percentage (sleep): the same rules as a given value
 WORKOUT_ENERGY = (0.0, 20000.0)
 WORKOUT_DISTANCE = (0.0, 1e6)
 
@@ -38,7 +39,7 @@ def number(value: object, field: str) -> float:
     ("72"): the exporter writes numbers as numbers, so a string means something upstream is
     wrong and guessing would hide it. Bools are ``non_numeric`` although Python treats them as
     ints. NaN and infinities (floats, ``Decimal``) are ``non_finite``; an integer too large for a
-    float is ``out_of_range``.
+    float (also one decoded as a ``Decimal`` for its length) is ``out_of_range``.
     """
     kind = type(value)
     if kind is float:
@@ -54,13 +55,15 @@ def number(value: object, field: str) -> float:
         raise Reject("missing_value", field)
     if isinstance(value, bool):
         raise Reject("non_numeric", field)
-    if isinstance(value, Decimal | int | float):  # Decimal from ijson, subclasses of int/float
+    if isinstance(value, Decimal | int | float):  # Decimal from ijson and safe_json, subclasses of int/float
         try:
             result = float(value)
         except OverflowError:
             raise Reject("out_of_range", field) from None
         if not math.isfinite(result):
-            raise Reject("non_finite", field)
+            # A finite Decimal beyond any float (an integer of 5,000 digits) is out of range, like 10**400.
+            finite = value.is_finite() if isinstance(value, Decimal) else False
+            raise Reject("out_of_range" if finite else "non_finite", field)
         return result
     raise Reject("non_numeric", field)
 

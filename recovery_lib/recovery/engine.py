@@ -119,7 +119,7 @@ def _discover_with_retries(engine: Engine, options: RecoveryOptions, report: Rec
                     include_silent_loss=options.include_silent_loss,
                 )
         except DBAPIError as exc:
-            if not is_connection_lost(exc):
+            if not is_connection_lost(exc, reconnecting=attempt > 1):
                 raise
             last_error = describe_error(exc)
             _log.warning("discovery: database connection lost (attempt %d of %d)", attempt, len(RETRY_DELAYS) + 1)
@@ -221,9 +221,17 @@ def _process_all(
                     return True
 
                 try:
+                    skipped_one = False
                     for candidate in group:
                         if stop.is_set():
                             return
+                        if skipped_one:
+                            # An older ingestion of this user was left to another run (or its
+                            # status was unsure): a newer one recovered now would win over it.
+                            outcome = ingestion.new_outcome(candidate, worker, "skipped")
+                            outcome.failure_message = "an older ingestion of this user was skipped; rerun"
+                            record(outcome)
+                            continue
                         try:
                             outcome, conn = _with_retries(pool, conn, candidate, options, report, worker, hold)
                         except Exception as exc:  # noqa: BLE001 - any other failure stops the run, cleanly
@@ -234,6 +242,7 @@ def _process_all(
                             stop.set()
                             return
                         record(outcome)
+                        skipped_one = outcome.outcome == "skipped" and not options.dry_run
                 finally:
                     held = holder["conn"]
                     if held is not None and held is conn and not held.closed and not held.invalidated:
@@ -280,12 +289,20 @@ def _with_retries(
     ``hold(conn)`` takes the user's lock on a (new) connection; False means another run has it.
     """
     last_error = ""
+    committing: IngestionOutcome | None = None  # an attempt whose COMMIT was sent when the connection went
     for attempt, delay in enumerate((0.0, *RETRY_DELAYS), start=1):
         if delay:
             time.sleep(delay)
         try:
             if conn is None or conn.closed or conn.invalidated:
                 conn = pool.connect()
+            if committing is not None:
+                # Whether that COMMIT went through is what the database says: our own log line.
+                logged = ingestion.logged_outcome(conn, report.run_id, candidate.ingestion_id)
+                if logged is not None:
+                    committing.outcome, committing.attempts = logged, attempt - 1
+                    return committing, conn
+                committing = None
             if hold is not None and not hold(conn):
                 outcome = ingestion.new_outcome(candidate, worker, "skipped")
                 outcome.failure_message = "another run is recovering this user's ingestions"
@@ -295,8 +312,10 @@ def _with_retries(
             outcome.attempts = attempt
             return outcome, conn
         except DBAPIError as exc:
-            if not is_connection_lost(exc):
+            # Discovery reached the server before any worker connects: a refusal now is a restart.
+            if not is_connection_lost(exc, reconnecting=True):
                 raise
+            committing = getattr(exc, "committing", None) or committing
             last_error = describe_error(exc)
             _log.warning(
                 "ingestion %s: database connection lost (attempt %d of %d)",

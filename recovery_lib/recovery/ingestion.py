@@ -18,16 +18,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg2
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from recovery_lib import checksums, reconcile
 from recovery_lib.checksums import Verdict
-from recovery_lib.db import run
+from recovery_lib.db import describe_error, run
 from recovery_lib.payload import forms, serde, stored
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.recovery.writes import merge_payload
 from recovery_lib.store import ingestions, recovery_log
-from recovery_lib.store.metric_rows import TableReport, count_present
+from recovery_lib.store.metric_rows import TableReport
+
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout or pg_cancel_backend
 
 if TYPE_CHECKING:
     from recovery_lib.discovery import Candidate
@@ -46,6 +50,7 @@ def new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOut
     return IngestionOutcome(
         ingestion_id=candidate.ingestion_id, user_id=candidate.user_id, status_before=candidate.status,
         reason=candidate.reason, outcome=outcome, worker=worker, error_category=candidate.error_category,
+        missing_values_before=candidate.missing_values,
     )
 
 
@@ -108,9 +113,11 @@ def preview_one(
             payload_size=candidate.payload_size_bytes, found=found,
         )
         outcome.rejected_points, outcome.rejection_counts = expectation.rejected_points, expectation.rejection_counts
-        for name, keys in expectation.keys.items():
-            present = count_present(conn, candidate.user_id, name, keys) if keys else 0
-            outcome.tables[name] = TableReport(expected=len(keys), present_before=present, present_after=present)
+        counted = reconcile.count_against_rows(conn, candidate.user_id, expectation)
+        for name, counts in counted.items():
+            outcome.tables[name] = TableReport(expected=counts.expected, present_before=counts.present,
+                                               present_after=counts.present)
+        outcome.missing_values_before = sum(counts.missing_values for counts in counted.values())
         outcome.set_accounting(expectation.accounting)
         if expectation.parse_error:
             outcome.outcome, outcome.failure_category = "would_fail", expectation.parse_error
@@ -122,16 +129,58 @@ def preview_one(
     return outcome
 
 
+def logged_outcome(conn: Connection, run_id: str, ingestion_id: str) -> str | None:
+    """The outcome ``run_id`` logged for the ingestion, if its transaction committed; read after a reconnect."""
+    with conn.begin():
+        return recovery_log.outcome_of(conn, run_id=run_id, ingestion_id=ingestion_id)
+
+
 def recover_one(
     conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport, worker: str,
 ) -> IngestionOutcome:
+    outcome = new_outcome(candidate, worker, "recovered")
+    try:
+        _recover(conn, candidate, options, report, outcome)
+    except (DBAPIError, psycopg2.Error) as exc:  # the write paths' raw cursors raise psycopg2's own errors
+        if outcome.committing:
+            # Lost while committing: the transaction may or may not have committed. The caller
+            # asks the database after reconnecting (recovery_log) instead of guessing.
+            exc.committing = outcome  # type: ignore[union-attr]
+        elif getattr(getattr(exc, "orig", exc), "pgcode", None) == QUERY_CANCELED:
+            # statement_timeout (or an operator's pg_cancel_backend) on this payload: everything
+            # it wrote is rolled back; it fails by name and the run goes on.
+            return _fail_alone(conn, candidate, options, report, worker, describe_error(exc))
+        raise
+    return outcome
+
+
+def _fail_alone(
+    conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport, worker: str,
+    message: str,
+) -> IngestionOutcome:
+    """Mark the candidate ``recovery_failed`` in a transaction of its own, nothing else written."""
+    outcome = new_outcome(candidate, worker, "recovery_failed")
+    category = "statement_timeout" if "statement timeout" in message else "query_canceled"
     with conn.begin():
-        outcome = new_outcome(candidate, worker, "recovered")
+        if claim(conn, candidate, options, lock=True) is None:
+            outcome.outcome = "skipped"
+            outcome.failure_message = "claimed by another run, or its status changed since discovery"
+            return outcome
+        _fail(outcome, category, f"{message}; rerun with --status recovery_failed (and a longer timeout)")
+        _finish(conn, outcome, report.run_id)
+    return outcome
+
+
+def _recover(
+    conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport,
+    outcome: IngestionOutcome,
+) -> None:
+    with conn.begin():
         claim_row = claim(conn, candidate, options, lock=True)
         if claim_row is None:
             outcome.outcome = "skipped"
             outcome.failure_message = "claimed by another run, or its status changed since discovery"
-            return outcome
+            return
         found, refusal = _inspected(conn, candidate, options, claim_row, outcome)
         if refusal:
             _fail(outcome, *refusal)
@@ -142,7 +191,7 @@ def recover_one(
             if failure:
                 _fail(outcome, *failure)
         _finish(conn, outcome, report.run_id)
-    return outcome
+        outcome.committing = True  # the block's end sends COMMIT
 
 
 def _fail(outcome: IngestionOutcome, category: str, message: str) -> None:

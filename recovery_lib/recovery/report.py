@@ -40,7 +40,8 @@ def headline(data: Mapping[str, Any]) -> str:
     if data.get("dry_run"):
         line = (
             f"dry run: {data.get('candidates', 0)} candidate ingestions, would recover {data.get('recovered', 0)}, "
-            f"{data.get('missing_before_total', 0)} rows missing, would fail {data.get('recovery_failed', 0)}{names}"
+            f"{data.get('missing_before_total', 0)} rows missing, {data.get('missing_values_before_total', 0)} values "
+            f"missing, would fail {data.get('recovery_failed', 0)}{names}"
         )
     else:
         line = (
@@ -81,6 +82,10 @@ class IngestionOutcome:
     attempts: int = 1
     sql_tables: list[str] = field(default_factory=list)  # written by PostgreSQL from the jsonb ('sql' method)
     accounting: Accounting = field(default_factory=Accounting)
+    # Values NULL in existing rows although the payload has them, as reconciliation found them
+    # (discovery for silent loss, the dry run for every candidate); None when not reconciled.
+    missing_values_before: int | None = None
+    committing: bool = field(default=False, repr=False)  # its COMMIT was sent (not reported)
 
     @property
     def rows_inserted(self) -> int:
@@ -96,6 +101,7 @@ class IngestionOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("committing")
         data["tables"] = {name: t.to_dict() for name, t in self.tables.items()}
         data["rows_inserted"] = self.rows_inserted
         data["accounting"] = self.accounting.to_dict()
@@ -170,6 +176,7 @@ class RecoveryReport:
             "tables": {name: t.to_dict() for name, t in tables.items()},
             "rows_expected_total": sum(t.expected for t in tables.values()),
             "missing_before_total": sum(t.missing_before for t in tables.values()),
+            "missing_values_before_total": sum(i.missing_values_before or 0 for i in self.ingestions),
             "rows_inserted_total": inserted,
             "rows_filled_total": sum(t.filled for t in tables.values()),
             "missing_after_total": sum(t.missing_after for t in tables.values()),

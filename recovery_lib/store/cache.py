@@ -1,9 +1,11 @@
 """SQL of ``reconciliation_cache``: the expected natural keys of payloads already parsed.
 
-Entries are keyed by payload hash and parser version (see :mod:`recovery_lib.reconcile` for when
-the cache is used and written).
+Entries are keyed by the SHA-256 the server computes from the stored payload
+(:data:`~recovery_lib.checksums.PAYLOAD_SHA256_SQL`, never the API's ``payload_hash``) and the
+parser version; with each key, which checked columns the payload fills there (see
+:mod:`recovery_lib.reconcile` for when the cache is used and written).
 
-    >>> complete = cached_hashes(conn, hashes, parser_version=1)
+    >>> complete = cached_hashes(conn, shas, parser_version=2)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from recovery_lib.db import run
 from recovery_lib.schema import METRIC_TABLES
-from recovery_lib.store.metric_rows import pg_type
+from recovery_lib.store.metric_rows import missing_values_sql, pg_type
 
 
 def writable(conn: Connection) -> bool:
@@ -32,13 +34,13 @@ def writable(conn: Connection) -> bool:
     )
 
 
-def cached_hashes(conn: Connection, hashes: Iterable[str], *, parser_version: int) -> set[str]:
-    """The hashes among ``hashes`` with an entry for every metric table."""
+def cached_hashes(conn: Connection, shas: Iterable[str], *, parser_version: int) -> set[str]:
+    """The payload SHA-256s among ``shas`` with an entry for every metric table."""
     rows = run(
         conn,
-        "SELECT payload_hash FROM reconciliation_cache WHERE parser_version = %(v)s "
-        "AND payload_hash = ANY(%(hashes)s) GROUP BY payload_hash HAVING count(*) = %(n)s",
-        {"v": parser_version, "hashes": list(set(hashes)), "n": len(METRIC_TABLES)},
+        "SELECT payload_sha256 FROM reconciliation_cache WHERE parser_version = %(v)s "
+        "AND payload_sha256 = ANY(%(shas)s) GROUP BY payload_sha256 HAVING count(*) = %(n)s",
+        {"v": parser_version, "shas": list(set(shas)), "n": len(METRIC_TABLES)},
     )
     return {r[0] for r in rows}
 
@@ -47,9 +49,9 @@ def _tag_text(tag: Any) -> str:
     return tag.isoformat() if isinstance(tag, datetime) else str(tag)
 
 
-def store(conn: Connection, payload_hash: str, *, parser_version: int,
-          keys: Mapping[str, Sequence[Any]], rejected_points: int, accounting: Mapping[str, Any]) -> None:
-    """One entry per table for ``payload_hash``; an existing entry is kept.
+def store(conn: Connection, payload_sha256: str, *, parser_version: int, keys: Mapping[str, Sequence[Any]],
+          filled: Mapping[str, Sequence[str]], rejected_points: int, accounting: Mapping[str, Any]) -> None:
+    """One entry per table for the payload; an existing entry is kept.
 
     A tagged table's keys are ``(instant, tag)``: the instants and the tags (as text) are stored
     as two parallel arrays.
@@ -58,16 +60,17 @@ def store(conn: Connection, payload_hash: str, *, parser_version: int,
     for name, found in keys.items():
         tagged = METRIC_TABLES[name].tag is not None
         rows.append({
-            "h": payload_hash, "v": parser_version, "t": name, "r": rejected_points,
-            "a": json.dumps(accounting),
+            "h": payload_sha256, "v": parser_version, "t": name, "r": rejected_points,
+            "a": json.dumps(accounting), "filled": list(filled[name]),
             "keys": [k[0] for k in found] if tagged else list(found),
             "tags": [_tag_text(k[1]) for k in found] if tagged else None,
         })
     run(
         conn,
-        "INSERT INTO reconciliation_cache (payload_hash, parser_version, table_name, expected_keys, "
-        "expected_tags, rejected_points, accounting) VALUES (%(h)s, %(v)s, %(t)s, %(keys)s::timestamptz[], "
-        "%(tags)s::text[], %(r)s, %(a)s::jsonb) ON CONFLICT DO NOTHING",
+        "INSERT INTO reconciliation_cache (payload_sha256, parser_version, table_name, expected_keys, "
+        "expected_tags, filled_columns, rejected_points, accounting) VALUES (%(h)s, %(v)s, %(t)s, "
+        "%(keys)s::timestamptz[], %(tags)s::text[], %(filled)s::text[], %(r)s, %(a)s::jsonb) "
+        "ON CONFLICT DO NOTHING",
         rows,
     )
 
@@ -75,9 +78,8 @@ def store(conn: Connection, payload_hash: str, *, parser_version: int,
 def analyze(conn: Connection) -> bool:
     """Give the planner statistics for the entries just stored; False when the role may not.
 
-    Without them it expects one cache row per table and picks a nested loop that rescans the
-    window once per cache row: 25 s instead of 0.7 s for 3,300 ingestions (``make bench``, #3).
-    Only the table owner may ANALYZE.
+    Without them it can misjudge the freshly filled cache and join it badly to the window (25 s
+    instead of 0.7 s for 3,300 ingestions once, ``make bench`` #3). Only the table owner may ANALYZE.
     """
     try:
         with conn.begin_nested():
@@ -87,24 +89,27 @@ def analyze(conn: Connection) -> bool:
     return True
 
 
-def counts(conn: Connection, ids: Sequence[str], table: str, *, parser_version: int) -> list[Any]:
-    """``(id, expected, rejected, present, accounting)`` per ingestion of ``ids`` with an entry for ``table``.
+def counts(conn: Connection, items: Sequence[tuple[str, str, str]], table: str, *, parser_version: int) -> list[Any]:
+    """``(id, expected, rejected, present, missing_values, accounting)`` per ``(id, user_id, sha256)`` with an entry.
 
-    ``present`` is joined in SQL: how many of the cached keys the metric table holds for the user.
+    Joined in SQL: which of the cached keys the metric table holds for the user, and how many of
+    the values the payload fills there are NULL in those rows.
     """
     t = METRIC_TABLES[table]
     if t.tag is None:
-        keys, match = "unnest(c.expected_keys) AS k(at)", f"m.{t.key} = k.at"
+        keys, match = "unnest(c.expected_keys, c.filled_columns) AS k(at, filled)", f"m.{t.key} = k.at"
     else:
-        tag_type = pg_type(t, t.tag)
-        keys = "unnest(c.expected_keys, c.expected_tags) AS k(at, tag)"
-        match = f"m.{t.key} = k.at AND m.{t.tag} = k.tag::{tag_type}"
+        keys = "unnest(c.expected_keys, c.expected_tags, c.filled_columns) AS k(at, tag, filled)"
+        match = f"m.{t.key} = k.at AND m.{t.tag} = k.tag::{pg_type(t, t.tag)}"
     return run(
         conn,
-        f"SELECT r.id, cardinality(c.expected_keys), c.rejected_points, "
-        f"(SELECT count(*) FROM {keys} WHERE EXISTS ("
-        f"  SELECT 1 FROM {t.name} m WHERE m.user_id = r.user_id AND {match})), c.accounting "
-        f"FROM raw_ingestions r JOIN reconciliation_cache c ON c.payload_hash = r.payload_hash "
-        f"AND c.parser_version = %(v)s AND c.table_name = %(t)s WHERE r.id = ANY(%(ids)s::uuid[])",
-        {"v": parser_version, "t": table, "ids": list(ids)},
+        f"SELECT x.id, cardinality(c.expected_keys), c.rejected_points, p.present, p.missing_values, c.accounting "
+        f"FROM unnest(%(ids)s::text[], %(users)s::uuid[], %(shas)s::text[]) AS x(id, user_id, sha) "
+        f"JOIN reconciliation_cache c ON c.payload_sha256 = x.sha AND c.parser_version = %(v)s "
+        f"AND c.table_name = %(t)s "
+        f"CROSS JOIN LATERAL (SELECT count(m.user_id) AS present, "
+        f"coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) AS missing_values "
+        f"FROM {keys} LEFT JOIN {t.name} m ON m.user_id = x.user_id AND {match}) p",
+        {"v": parser_version, "t": table, "ids": [i[0] for i in items], "users": [i[1] for i in items],
+         "shas": [i[2] for i in items]},
     ).all()

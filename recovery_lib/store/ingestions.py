@@ -55,19 +55,29 @@ def candidates(conn: Connection, *, statuses: Sequence[str], user_id: str | None
     ).all()
 
 
-def by_ids(conn: Connection, ids: Sequence[str]) -> list[Row[Any]]:
-    """The identity columns of the given ingestions, oldest first."""
+def _identity(with_sha: bool) -> str:
+    # The server's SHA-256 of the stored value keys the reconciliation cache; hashing reads the
+    # whole payload, so only callers that use the cache ask for it.
+    return f"{_IDENTITY}, {PAYLOAD_SHA256_SQL if with_sha else 'NULL::text'} AS sha"
+
+
+def by_ids(conn: Connection, ids: Sequence[str], *, with_sha: bool = False) -> list[Row[Any]]:
+    """The identity columns of the given ingestions, oldest first (``sha``: see :func:`in_window`)."""
     return run(
         conn,
-        f"SELECT {_IDENTITY} FROM raw_ingestions WHERE id = ANY(%(ids)s::uuid[]) ORDER BY created_at, id",
+        f"SELECT {_identity(with_sha)} FROM raw_ingestions WHERE id = ANY(%(ids)s::uuid[]) ORDER BY created_at, id",
         {"ids": list(ids)},
     ).all()
 
 
 def in_window(
-    conn: Connection, *, since: datetime | None, user_id: str | None, statuses: Sequence[str] | None
+    conn: Connection, *, since: datetime | None, user_id: str | None, statuses: Sequence[str] | None,
+    with_sha: bool = False,
 ) -> list[Row[Any]]:
-    """The identity columns of ingestions created since ``since`` (all time if None), filtered, oldest first."""
+    """The identity columns of ingestions created since ``since`` (all time if None), filtered, oldest first.
+
+    ``sha``: the server's SHA-256 of the stored payload when ``with_sha``, else NULL.
+    """
     where, params = _where(
         {
             "since": "created_at >= %(since)s",
@@ -76,7 +86,8 @@ def in_window(
         },
         {"since": since, "user_id": user_id, "statuses": None if statuses is None else list(statuses)},
     )
-    return run(conn, f"SELECT {_IDENTITY} FROM raw_ingestions{where} ORDER BY created_at, id", params).all()
+    return run(conn, f"SELECT {_identity(with_sha)} FROM raw_ingestions{where} ORDER BY created_at, id",
+               params).all()
 
 
 # --- one ingestion's recovery -------------------------------------------------------------------

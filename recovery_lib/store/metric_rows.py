@@ -72,13 +72,20 @@ def _key_parts(t: MetricTable, keys: Sequence[Key]) -> dict[str, list[Any]]:
     return {"keys": [k[0] for k in keys], "tags": [k[1] for k in keys]}
 
 
-def _unnest(t: MetricTable) -> tuple[str, str]:
-    """``unnest(...) AS k(...)`` of :func:`_key_parts` and the join condition on table ``m``."""
-    if t.tag is None:
-        return "unnest(%(keys)s::timestamptz[]) AS k(at)", f"m.{t.key} = k.at"
-    tag_type = "timestamptz" if pg_type(t, t.tag) == "timestamptz" else "text"
-    return (f"unnest(%(keys)s::timestamptz[], %(tags)s::{tag_type}[]) AS k(at, tag)",
-            f"m.{t.key} = k.at AND m.{t.tag} = k.tag")
+def _unnest(t: MetricTable, *extra: str) -> tuple[str, str]:
+    """``unnest(...) AS k(...)`` of :func:`_key_parts` (and the ``extra`` text arrays) and the join on ``m``."""
+    arrays = ["%(keys)s::timestamptz[]"]
+    names = ["at"]
+    match = f"m.{t.key} = k.at"
+    if t.tag is not None:
+        tag_type = "timestamptz" if pg_type(t, t.tag) == "timestamptz" else "text"
+        arrays.append(f"%(tags)s::{tag_type}[]")
+        names.append("tag")
+        match += f" AND m.{t.tag} = k.tag"
+    for name in extra:
+        arrays.append(f"%({name})s::text[]")
+        names.append(name)
+    return f"unnest({', '.join(arrays)}) AS k({', '.join(names)})", match
 
 
 def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[Key]) -> int:
@@ -96,12 +103,57 @@ def count_present(conn: Connection, user_id: str, table: str, keys: Sequence[Key
     return present
 
 
+def missing_values_sql(t: MetricTable, filled: str, row: str) -> str:
+    """How many of the checked columns ``filled`` (a '0'/'1' string) names are NULL in ``row``.
+
+    ``row`` is the alias of a LEFT JOINed metric row: an absent row counts as a missing row, not
+    as missing values.
+    """
+    terms = " + ".join(
+        f"(substr({filled}, {number}, 1) = '1' AND {row}.{column} IS NULL)::int"
+        for number, column in enumerate(t.checked, start=1)
+    )
+    return f"CASE WHEN {row}.user_id IS NULL THEN 0 ELSE {terms or '0'} END"
+
+
+def present_and_missing_values(
+    conn: Connection, user_id: str, table: str, keys: Sequence[Key], filled: Sequence[str]
+) -> tuple[int, int]:
+    """How many of ``keys`` exist for ``user_id``, and how many values ``filled`` names are NULL in them.
+
+    ``filled[i]``: which checked columns the payload fills at ``keys[i]`` ('0'/'1' per column of
+    :attr:`~recovery_lib.schema.MetricTable.checked`). Read-only; chunked.
+    """
+    t = METRIC_TABLES[table]
+    source, match = _unnest(t, "filled")
+    present = missing = 0
+    for start in range(0, len(keys), UNNEST_CHUNK):
+        got_present, got_missing = run(
+            conn,
+            f"SELECT count(m.user_id), coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) "
+            f"FROM {source} LEFT JOIN {t.name} m ON m.user_id = %(user_id)s AND {match}",
+            {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "filled": list(filled[start : start + UNNEST_CHUNK]),
+             "user_id": user_id},
+        ).one()
+        present += int(got_present)
+        missing += int(got_missing)
+    return present, missing
+
+
 def update_clause(t: MetricTable) -> tuple[str, str]:
-    """SET and WHERE of the merge's ON CONFLICT: fill NULL columns, never overwrite a value."""
-    sets = ", ".join(f"{c} = COALESCE(t.{c}, EXCLUDED.{c})" for c in t.values)
+    """SET and WHERE of the merge's ON CONFLICT: fill NULL columns, never overwrite a value.
+
+    ``source_device`` says where the row's values came from, so a NULL source is filled only
+    together with a value that is filled: the source of a value that lost (the stored one stays)
+    must not be written beside it.
+    """
+    checked = t.checked
     # Touch a row only when it gains a value: a rerun then writes nothing at all.
-    changed = " OR ".join(f"(t.{c} IS NULL AND EXCLUDED.{c} IS NOT NULL)" for c in t.values)
-    return sets, changed
+    changed = " OR ".join(f"(t.{c} IS NULL AND EXCLUDED.{c} IS NOT NULL)" for c in checked)
+    sets = [f"{c} = COALESCE(t.{c}, EXCLUDED.{c})" for c in checked]
+    if "source_device" in t.values:
+        sets.append(f"source_device = COALESCE(t.source_device, CASE WHEN {changed} THEN EXCLUDED.source_device END)")
+    return ", ".join(sets), changed
 
 
 def conflict_target(t: MetricTable) -> str:

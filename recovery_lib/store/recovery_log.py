@@ -115,3 +115,12 @@ def failure_reasons(conn: Connection, since: datetime) -> list[Row[Any]]:
 def restored_ingestions(conn: Connection, since: datetime) -> list[Row[Any]]:
     """``(ingestion_id, created_at)`` of ingestions created since ``since`` that a recovery wrote rows for."""
     return run(conn, _RESTORED_SQL, {"since": since}).all()
+
+
+def outcome_of(conn: Connection, *, run_id: str, ingestion_id: str) -> str | None:
+    """The outcome ``run_id`` logged for ``ingestion_id``; None when it has not (or its transaction did not commit)."""
+    return run(
+        conn,
+        "SELECT outcome FROM recovery_log WHERE run_id = %(run)s AND ingestion_id = %(id)s ORDER BY id DESC LIMIT 1",
+        {"run": run_id, "id": ingestion_id},
+    ).scalar()
