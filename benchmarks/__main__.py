@@ -27,6 +27,7 @@ TITLES = {
     3: "Monitor at scale",
     4: "Runbook overhead (papermill) vs direct call",
     5: "Dry run: recovery.preview on the benchmark-1 incident",
+    6: "Scaling: 1, 2 and 4 worker processes, and the Airflow fan-out",
 }
 
 
@@ -104,7 +105,7 @@ def run(argv: list[str] | None = None) -> int:
         groups: list[tuple[tuple[int, ...], object]] = []
         if 1 in args.selected or 5 in args.selected:
             groups.append(((1, 5), _incident(1 in args.selected, 5 in args.selected)))
-        for number, module in ((2, "bench_memory"), (3, "bench_monitor"), (4, "bench_runbook")):
+        for number, module in ((2, "bench_memory"), (3, "bench_monitor"), (4, "bench_runbook"), (6, "bench_scaling")):
             if number in args.selected:
                 groups.append(((number,), module))
         for numbers, job in groups:

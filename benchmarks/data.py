@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from benchmarks.families import other_families, points_of_series, workout_series
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
 from recovery_lib.schema import METRIC_TABLES
 
@@ -41,6 +42,7 @@ _NAMES = ("Émilie", "Jürgen", "Zoë", "Siobhán", "Mateo", "Ana", "Kenji", "Ol
 _OFFSETS = (-480, 60, 0, -300, 330, 540, -420, 600, -180, 120)  # minutes east of UTC
 _BP_DEVICES = ("OMRON connect", "Withings BPM Connect", "QardioArm")
 _WORKOUTS = ("Outdoor Run", "Outdoor Walk", "Outdoor Cycling", "Hiking", "Traditional Strength Training", "Yoga")
+_OUTDOOR = frozenset(_WORKOUTS[:4])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +153,9 @@ def build_payload(p: Profile, start: int, end: int, rng: random.Random, *, hr_st
 
     Rows per table follow by construction: one heart-rate row per ``hr_step`` (resting heart rate
     and HRV land on that grid and merge into it), one activity row per hour (seven metrics merged),
-    blood pressure twice a day, one sleep session and one workout per day when wholly inside.
+    blood pressure twice a day, one sleep session and one workout per day when wholly inside (version
+    2 with a row a minute of series and, outdoors, of route), and every other family's rows
+    (:mod:`benchmarks.families`).
     """
     assert start % HOUR == 0 and end % HOUR == 0 and end > start and DAY % hr_step == 0 and 300 % hr_step == 0
     fmt = _Dates(p.offset)
@@ -251,23 +255,37 @@ def build_payload(p: Profile, start: int, end: int, rng: random.Random, *, hr_st
         sleep.extend(_sleep_points(p, fmt, in_bed, wake, rnd, watch))
     metrics["sleep_analysis"], units["sleep_analysis"] = sleep, "hr"
 
-    # Workouts: one a day, wholly inside the window.
+    # Workouts: one a day, wholly inside the window; version 2 with its series and route.
     workouts: list[str] = []
     for d in days:
         begin = start + d * DAY + 17 * HOUR + 60 * int(60 * rnd())
         minutes = 25 + int(65 * rnd())
         if begin + minutes * 60 > end:
             continue
-        workouts.append(_workout(p, fmt, begin, minutes, rnd, watch))
+        text, series_rows = _workout(p, fmt, begin, minutes, rnd, watch)
+        workouts.append(text)
+        points += points_of_series(series_rows)
+        for name, n in series_rows.items():
+            rows[name] += n
     rows["workout_metrics"] = len(workouts)
+
+    # Every other family (body, nutrition, the data arrays, an unknown name, ...).
+    extra = other_families(start, end, fmt, rnd, imperial=p.distance_unit == "mi", energy_unit=p.energy_unit,
+                           source=p.watch, local_hour=lambda t: ((t + p.offset * 60) // HOUR) % 24)
+    for name, (unit, data) in extra.metrics.items():
+        metrics[name], units[name] = data, unit
+    for name, n in extra.rows.items():
+        rows[name] += n
 
     parts = []
     for name in sorted(metrics):
         data = metrics[name]
         points += len(data)
         parts.append(f'{{"name": "{name}", "units": "{units[name]}", "data": [' + ", ".join(data) + "]}")
-    points += len(workouts)
-    text = '{"data": {"metrics": [' + ", ".join(parts) + '], "workouts": [' + ", ".join(workouts) + "]}}"
+    points += len(workouts) + sum(len(entries) for entries in extra.arrays.values())
+    arrays = "".join(f', "{name}": [' + ", ".join(entries) + "]" for name, entries in extra.arrays.items())
+    text = ('{"data": {"metrics": [' + ", ".join(parts) + '], "workouts": [' + ", ".join(workouts) + "]"
+            + arrays + "}}")
     return BuiltPayload(text, points, rows, start, end)
 
 
@@ -303,7 +321,7 @@ def _sleep_points(p: Profile, fmt: _Dates, in_bed: int, wake: int, rnd: Any, wat
     ]
 
 
-def _workout(p: Profile, fmt: _Dates, begin: int, minutes: int, rnd: Any, watch: str) -> str:
+def _workout(p: Profile, fmt: _Dates, begin: int, minutes: int, rnd: Any, watch: str) -> tuple[str, dict[str, int]]:
     name = _WORKOUTS[int(len(_WORKOUTS) * rnd())]
     active = minutes * (5 + 7 * rnd())
     total = active + minutes * 1.2
@@ -319,7 +337,8 @@ def _workout(p: Profile, fmt: _Dates, begin: int, minutes: int, rnd: Any, watch:
             f'"totalEnergy": {total * e:.3f}, "totalEnergyUnits": "{p.energy_unit}", "distance": {dist:.3f}, '
             f'"distanceUnits": "{p.distance_unit}", "avgHeartRate": {avg_hr:.1f}, "maxHeartRate": {max_hr:.0f}, '
             f'"source": {watch}}}'
-        )
+        ), {}
+    series, rows = workout_series(begin, minutes, fmt, rnd, e, p.energy_unit, name in _OUTDOOR, watch)
     return (
         f'{{"id": "{uuid.UUID(int=int(rnd() * 2**64) << 64 | begin, version=4)}", {head}, '
         f'"activeEnergyBurned": {{"qty": {active * e:.3f}, "units": "{p.energy_unit}"}}, '
@@ -327,8 +346,8 @@ def _workout(p: Profile, fmt: _Dates, begin: int, minutes: int, rnd: Any, watch:
         f'"distance": {{"qty": {dist:.3f}, "units": "{p.distance_unit}"}}, '
         f'"heartRate": {{"min": {{"qty": {avg_hr - 25:.0f}, "units": "bpm"}}, '
         f'"avg": {{"qty": {avg_hr:.1f}, "units": "bpm"}}, "max": {{"qty": {max_hr:.0f}, "units": "bpm"}}}}, '
-        f'"source": {watch}}}'
-    )
+        f'"source": {watch}{series}}}'
+    ), rows
 
 
 def build_payload_of_size(p: Profile, target_bytes: int, end: int, rng: random.Random, *, hr_step: int = 60) -> (
@@ -441,13 +460,14 @@ def write_present_rows(engine: Engine, ingestions: list[Ingestion], now: datetim
                 for name in ing.present_tables:
                     t = METRIC_TABLES[name]
                     body = "".join(
-                        "\t".join([ing.user_id, key.isoformat(), *(_copy_field(vals.get(c)) for c in t.values)])
+                        "\t".join([ing.user_id, *(_copy_field(k) for k in (key if t.tag else (key,))),
+                                   *(_copy_field(vals.get(c)) for c in t.values)])
                         + "\n"
                         for key, vals in parsed.rows.get(name, {}).items()
                     )
                     if body:
                         cur.copy_expert(
-                            f"COPY {name} (user_id, {t.key}, {', '.join(t.values)}) FROM STDIN",
+                            f"COPY {name} (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) FROM STDIN",
                             _Chunks(iter([body.encode()])),
                         )
                         written[name] += body.count("\n")

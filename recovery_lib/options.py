@@ -11,6 +11,8 @@ the parameter and what is allowed.
     10.0
     >>> ReviewOptions.validated(weeks="8").weeks
     8
+    >>> FanOutOptions.validated(workers="3").worker_parameters()[2]["worker"]
+    'w2'
 
 The notebooks' ``parameters`` cells repeat these defaults as literals (papermill needs literals
 there); ``tests/test_options.py`` holds them to the defaults below.
@@ -56,6 +58,7 @@ class RecoveryOptions:
     insert_method: str = "sql"  # sql | copy | insert
     require_verified: bool = False  # an unverifiable checksum fails the ingestion (checksum_unverifiable)
     preview_report: str | None = None  # a preview's report: recover only what it previewed, unchanged
+    worker: str | None = None  # this run's label among several at once (run name, recovery_log, report)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
     # From preview_report: ingestion id -> the SHA-256 of the stored value the preview saw; its run id.
     pins: Mapping[str, str] | None = field(default=None, compare=False)
@@ -116,6 +119,7 @@ class RecoveryOptions:
             insert_method=insert_method,
             require_verified=p.validate_bool(values.get("require_verified") or False, name="require_verified"),
             preview_report=preview[0] if preview else None,
+            worker=p.validate_worker(values.get("worker")),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
             pins=MappingProxyType(preview[2]) if preview else None,
             preview_run_id=preview[1] if preview else None,
@@ -130,7 +134,7 @@ class RecoveryOptions:
             "require_verified": self.require_verified, "preview_report": self.preview_report,
             "preview_run_id": self.preview_run_id,
             "previewed_ingestions": None if self.pins is None else len(self.pins),
-            "batch_config": self.batch_config.to_dict(),
+            "worker": self.worker, "batch_config": self.batch_config.to_dict(),
         }
 
 
@@ -242,3 +246,57 @@ class ReviewOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"weeks": self.weeks, "runs_dir": self.runs_dir}
+
+
+# --- the runbook fanned out by a scheduler --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FanOutOptions:
+    """One scale-out run: monitor, preview, ``workers`` recover notebooks at once, verify.
+
+    Every worker gets the same scope (``recovery``) and its own label ``w0``, ``w1``...; they
+    split the work through the database alone (claims, per-user locks), so any number of them,
+    on any number of hosts, recover each ingestion once.
+    """
+
+    workers: int = 3
+    recovery: RecoveryOptions = field(default_factory=RecoveryOptions)
+    monitor: MonitorOptions = field(default_factory=MonitorOptions)
+    since: str = VerifyOptions.DEFAULT_SINCE  # verify's window, as given (a duration counts from verify's start)
+
+    @classmethod
+    def validated(
+        cls, *, workers: Any = None, hours: Any = None, since: Any = None, env: Mapping[str, str] | None = None,
+        **recovery: Any,
+    ) -> FanOutOptions:
+        """``workers`` (1 to 64), the monitor's ``hours``, verify's ``since``, and the recovery's parameters."""
+        _refuse_unknown("a fan-out", recovery, {"user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs"})
+        since = str(VerifyOptions.DEFAULT_SINCE if since is None else since).strip()
+        checked = RecoveryOptions.validated(env=env, **recovery)
+        VerifyOptions.validated(since=since)  # refused now, not after the workers ran
+        return cls(
+            workers=p.validate_workers(cls.workers if workers is None else workers),
+            recovery=checked,
+            monitor=MonitorOptions.validated(hours=hours),
+            since=since,
+        )
+
+    def monitor_parameters(self) -> dict[str, Any]:
+        return {"hours": self.monitor.hours}
+
+    def preview_parameters(self) -> dict[str, Any]:
+        r = self.recovery
+        return {"user_id": r.user_id, "statuses": list(r.statuses), "batch_size": r.batch_size, "verify": r.verify,
+                "max_concurrent_jobs": r.max_concurrent_jobs}
+
+    def worker_parameters(self) -> list[dict[str, Any]]:
+        """The recover notebook's parameters, one dict per worker (plain values: they travel as XCom)."""
+        return [{**self.preview_parameters(), "worker": f"w{i}"} for i in range(self.workers)]
+
+    def verify_parameters(self) -> dict[str, Any]:
+        return {"since": self.since, "user_id": self.recovery.user_id}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workers": self.workers, "hours": self.monitor.hours, "since": self.since,
+                **self.preview_parameters()}

@@ -65,6 +65,21 @@ def validate_user_id(value: Any, *, name: str = "user_id") -> str | None:
         ) from None
 
 
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def validate_worker(value: Any, *, name: str = "worker") -> str | None:
+    """A short label (letters, digits, ``_.-``, at most 32) naming one of several runs, or None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text is None or not _LABEL.fullmatch(text):
+        raise ParameterError(
+            f"{name} must be a short label like w2 (letters, digits, '_', '.', '-'; at most 32), got {_shown(value)}"
+        )
+    return text
+
+
 def validate_statuses(value: Any, *, name: str = "statuses") -> list[str]:
     """A non-empty list of known processing statuses; accepts a list, JSON list or comma list."""
     if isinstance(value, str):
@@ -110,6 +125,14 @@ def validate_batch_size(value: Any, *, name: str = "batch_size") -> int:
 def validate_max_concurrent_jobs(value: Any, *, name: str = "max_concurrent_jobs") -> int:
     """Parallel recovery workers: 1 to 64."""
     return _whole_number(value, name, 1, MAX_CONCURRENT_JOBS)
+
+
+MAX_FANOUT_WORKERS = 64
+
+
+def validate_workers(value: Any, *, name: str = "workers") -> int:
+    """Recover notebooks run at once by a scheduler, on one host or many: 1 to 64."""
+    return _whole_number(value, name, 1, MAX_FANOUT_WORKERS)
 
 
 def validate_hours(value: Any, *, name: str = "hours") -> int:

@@ -84,10 +84,12 @@ def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             before = fingerprint(engine)
             results["preview"] = runner.run_notebook("preview", {}, runs_dir=runs)
             after = fingerprint(engine)
-            results["recover"] = runner.run_notebook("recover", {}, runs_dir=runs)
+            results["recover"] = runner.run_notebook("recover", {"worker": "w7"}, runs_dir=runs)
+            with engine.connect() as conn:
+                workers = conn.execute(sa.text("SELECT DISTINCT worker FROM recovery_log")).scalars().all()
             results["verify"] = runner.run_notebook("verify", {"since": "24h"}, runs_dir=runs)
             results["review"] = runner.run_notebook("review", {}, runs_dir=runs)  # reads the archive above
-        yield Runbook(truth, results, before, after, runs, password)
+        yield Runbook(truth, results, before, after, runs, password, workers)
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),

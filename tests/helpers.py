@@ -29,6 +29,8 @@ class Runbook:
     after_preview: dict[str, Any]
     runs: Path
     password: str
+    # Who recovery_log says did the work, read right after recover (later tests reset the tables).
+    recovery_log_workers: list[str]
 
     def report(self, name: str) -> dict[str, Any]:
         return self.results[name].report or {}

@@ -181,7 +181,7 @@ def duplicate_keys(eng: Engine) -> dict[str, int]:
     with eng.connect() as conn:
         return {
             name: conn.execute(sa.text(
-                f"SELECT count(*) - count(DISTINCT (user_id, {t.key})) FROM {name}")).scalar_one()
+                f"SELECT count(*) - count(DISTINCT (user_id, {', '.join(t.natural_key)})) FROM {name}")).scalar_one()
             for name, t in METRIC_TABLES.items()
         }
 

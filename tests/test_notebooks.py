@@ -20,6 +20,7 @@ from helpers import Runbook, fingerprint
 from recovery_lib.cli import main
 from recovery_lib.runbook import audit, charts, parameters
 from recovery_lib.runbook import execute as runner
+from recovery_lib.runbook.demo import compare_with_truth
 from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, REPORT_SCRAPS, RUNBOOK_ORDER
 from recovery_lib.runbook.notebooks import NOTEBOOKS as RUNBOOK_NOTEBOOKS
 
@@ -160,6 +161,25 @@ def test_verification_finds_nothing_missing(runbook: Runbook) -> None:
     assert all(item["reasons"] for item in verify["recovery_failed"])
 
 
+def test_the_demo_finds_every_headline_number_of_the_truth(runbook: Runbook) -> None:
+    """What `make demo` prints: rows, and every recovered payload accounted for, its unknown names too."""
+    checks = compare_with_truth(runbook.truth, {name: runbook.report(name) for name in ALL_NOTEBOOKS})
+    assert [what for what, *_, equal in checks if not equal] == []
+    found = {what: value for what, value, *_ in checks}
+    assert found["recovered, accounting complete (recover)"] == len(runbook.truth["loss_ingestions"]) > 0
+    assert "sleep_score" in found["unknown names kept (recover)"]
+
+
+def test_the_demo_notices_a_recovered_payload_whose_accounting_is_not_complete(runbook: Runbook) -> None:
+    reports = {name: runbook.report(name) for name in ALL_NOTEBOOKS}
+    recover = reports["recover"]
+    [first, *_] = [i for i in recover["ingestions"] if i["outcome"] == "recovered"]
+    broken = {**first, "accounting": {**first["accounting"], "complete": False, "unsupported": {"aNewArray": 1}}}
+    reports["recover"] = {**recover, "ingestions": [broken if i is first else i for i in recover["ingestions"]]}
+    failed = [what for what, *_, equal in compare_with_truth(runbook.truth, reports) if not equal]
+    assert failed == ["recovered, accounting complete (recover)"]
+
+
 def test_the_review_sums_up_what_the_runbook_left(runbook: Runbook) -> None:
     review, recover = runbook.report("review"), runbook.report("recover")
     assert review["archive"]["folder"] == str(runbook.runs.resolve())  # the runner's own archive
@@ -186,13 +206,22 @@ def test_reports_files_modes_and_audit_index(runbook: Runbook) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     for name in ALL_NOTEBOOKS:
         result = runbook.results[name]
-        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}(-\d+)?", result.notebook.stem)
+        label = "_w7" if name == "recover" else ""  # the recover run was given -p worker w7
+        assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_{name}{label}(-\d+)?", result.notebook.stem)
         scraps = sb.read_notebook(str(result.notebook)).scraps
         assert json.loads(result.report_path.read_text()) == scraps[REPORT_SCRAPS[name]].data == result.report
     assert audit.verify_index(runbook.runs / "index.jsonl") == []
     records = audit.read_index(runbook.runs / "index.jsonl")
     assert [r["notebook"] for r in records] == list(ALL_NOTEBOOKS)
     assert all(r["outcome"] == "ok" for r in records)
+
+
+def test_a_worker_label_names_the_run_the_report_and_the_recovery_log(runbook: Runbook) -> None:
+    recover = runbook.results["recover"]
+    assert recover.notebook.stem.endswith("_recover_w7")
+    assert recover.report["parameters"]["worker"] == "w7"
+    workers = runbook.recovery_log_workers
+    assert workers and all(w.startswith("w7@") for w in workers), workers
 
 
 def test_charts_survive_archiving(runbook: Runbook) -> None:

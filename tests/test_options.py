@@ -20,7 +20,7 @@ DEFAULTS = {
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "require_verified")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
                 ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "require_verified",
-                 "preview_report")},
+                 "preview_report", "worker")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
 }
@@ -55,6 +55,14 @@ def test_recovery_options_validate_once_and_name_the_parameter() -> None:
         RecoveryOptions.validated(env={"RECOVERY_BATCH_SIZE": "lots"})
     with pytest.raises(ParameterError, match="unknown parameter batchsize for recovery"):
         RecoveryOptions.validated(batchsize=10)
+
+
+def test_a_worker_label_is_short_and_plain() -> None:
+    assert RecoveryOptions.validated(worker="w2", env={}).worker == "w2"
+    assert RecoveryOptions.validated(worker=None, env={}).worker is None
+    for bad in ("w 2", "../w2", "x" * 33, "w2;drop"):
+        with pytest.raises(ParameterError, match="worker must be a short label like w2"):
+            RecoveryOptions.validated(worker=bad, env={})
 
 
 def test_preview_options_are_always_a_dry_run() -> None:

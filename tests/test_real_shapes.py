@@ -124,6 +124,21 @@ def test_sleep_from_app_6_6_2_adds_the_stages_up_when_there_is_no_total() -> Non
     assert row["source_device"] == "Kai's iPhone|Kai’s Apple Watch"
 
 
+def test_stages_rounded_to_four_decimals_a_hair_above_in_bed_keep_the_session_at_100_percent() -> None:
+    """The app rounds each stage to 1/10,000 h: asleep all night, the stages can add up to 0.006 min over inBed."""
+    point = {"date": "2024-01-20", "sleepStart": "2024-01-19 22:10:00 +0900", "sleepEnd": "2024-01-20 06:39:00 +0900",
+             "asleep": 0, "core": 4.7667, "deep": 2.0667, "rem": 1.65, "awake": 0, "inBed": 8.4833}
+    [row] = parse(envelope(metric("sleep_analysis", "hr", point))).rows["sleep_metrics"].values()
+    assert row["duration_minutes"] == pytest.approx(509.004)
+    assert row["efficiency"] == 100.0
+
+
+def test_stages_well_above_in_bed_are_still_out_of_range() -> None:
+    point = {"sleepStart": "2024-01-19 22:10:00 +0900", "asleep": 0, "core": 5.0, "deep": 2.0, "rem": 2.0,
+             "inBed": 8.0}
+    assert parse(envelope(metric("sleep_analysis", "hr", point))).parser.rejection_counts == {"out_of_range": 1}
+
+
 def test_sleep_before_6_6_2_keeps_asleep_as_the_duration_and_its_sources() -> None:
     point = {"date": "2024-01-02", "asleep": 6.5, "inBed": 7.25, "sleepStart": "2024-01-01 23:00:00 +1000",
              "sleepEnd": "2024-01-02 06:15:00 +1000", "sleepSource": "Kai’s Apple Watch", "inBedSource": "iPhone"}

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+import zmq
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from recovery_lib.cli import main
-from recovery_lib.errors import ParameterError
+from recovery_lib.errors import KernelSetupError, ParameterError
 from recovery_lib.files import private_dir
-from recovery_lib.runbook import audit, evidence, parameters
+from recovery_lib.runbook import audit, evidence, kernels, parameters
 from recovery_lib.runbook import execute as runner
 
 PARAMS = '''
@@ -210,3 +215,146 @@ def test_password_printed_by_a_notebook_is_scrubbed(
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "postgresql://app:***@db.invalid/health\n***\n" in printed
     assert audit.verify_index(runs / "index.jsonl") == []
+
+
+# --- kernels: unix sockets of their own, a failed start retried, a started notebook never rerun -----
+
+
+class FailsFirstStart(kernels.IPCKernelManager):
+    """Refuses its first start the way a port collision does; starts normally afterwards."""
+
+    starts = 0
+
+    async def _async_pre_start_kernel(self, **kw: object) -> object:
+        type(self).starts += 1
+        if type(self).starts == 1:
+            raise zmq.ZMQError(errno.EADDRINUSE)
+        return await super()._async_pre_start_kernel(**kw)
+
+
+class NeverStarts(kernels.IPCKernelManager):
+    async def _async_pre_start_kernel(self, **kw: object) -> object:
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+
+CONNECTION = (
+    "import json\nfrom ipykernel import get_connection_info\n"
+    "from recovery_lib.runbook.kernel import glue_report\n"
+    "info = json.loads(get_connection_info())\n"
+    "glue_report('connection', {'transport': info['transport'], 'ip': info['ip']})"
+)
+
+
+@pytest.fixture()
+def kernel_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "k"
+    monkeypatch.setenv(kernels.ENV_DIR, str(folder))
+    monkeypatch.setattr(runner, "KERNEL_RETRY_DELAYS", (0.1, 0.1))
+    return folder
+
+
+def test_every_run_talks_to_its_kernel_over_private_unix_sockets(tmp_path: Path, runs: Path, kernel_dir: Path) -> None:
+    path = make_notebook(tmp_path, "where", CONNECTION, params="x = 1")
+    result = runner.run_notebook(path, runs_dir=runs)
+    assert result.ok, result.error
+    assert result.report["transport"] == "ipc"  # no TCP port: nothing to collide on, nothing unencrypted
+    assert result.report["ip"].startswith(f"{kernel_dir}/k")
+    assert mode(kernel_dir) & 0o777 == 0o700
+    assert list(kernel_dir.iterdir()) == []  # sockets and connection file removed at shutdown
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert (record["kernel_start_attempts"], record["kernel_start_errors"]) == (1, [])
+
+
+def test_a_kernel_that_fails_to_start_is_started_again_and_the_retry_is_recorded(
+    tmp_path: Path, runs: Path, kernel_dir: Path
+) -> None:
+    path = make_notebook(tmp_path, "tiny", GLUE)
+    FailsFirstStart.starts = 0
+    result = runner.run_notebook(path, {"n": "2"}, runs_dir=runs, kernel_manager_class=FailsFirstStart)
+    assert result.ok, result.error
+    assert result.report["n"] == 2 and result.kernel_start_attempts == 2
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "ok" and record["kernel_start_attempts"] == 2
+    assert record["kernel_start_errors"] == ["ZMQError: Address already in use"]
+    assert audit.verify_index(runs / "index.jsonl") == []
+
+
+def test_a_kernel_that_never_starts_fails_after_3_attempts(tmp_path: Path, runs: Path, kernel_dir: Path) -> None:
+    path = make_notebook(tmp_path, "tiny", GLUE)
+    result = runner.run_notebook(path, runs_dir=runs, kernel_manager_class=NeverStarts)
+    assert not result.ok
+    assert result.error == (
+        "the kernel did not start after 3 attempt(s): RuntimeError: Kernel didn't respond in 60 seconds"
+    )
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "failed" and record["kernel_start_attempts"] == 3
+    assert len(record["kernel_start_errors"]) == 2
+
+
+def test_a_notebook_whose_first_cell_ran_is_never_run_again(tmp_path: Path, runs: Path, kernel_dir: Path) -> None:
+    marker = tmp_path / "executions.txt"
+    # The cell does something (a database write, in a real notebook), then its kernel dies.
+    path = make_notebook(tmp_path, "dies", f"open({str(marker)!r}, 'a').write('ran\\n')\nimport os\nos._exit(1)")
+    result = runner.run_notebook(path, runs_dir=runs)
+    assert not result.ok
+    assert marker.read_text() == "ran\n"
+    [record] = audit.read_index(runs / "index.jsonl")
+    assert record["outcome"] == "failed" and record["kernel_start_attempts"] == 1
+
+
+def test_three_runs_started_at_once_each_use_their_own_sockets(tmp_path: Path, kernel_dir: Path) -> None:
+    """Separate processes in one working folder: the plain IPC manager would share ./kernel-ipc-N."""
+    path = make_notebook(tmp_path, "where", CONNECTION, params="x = 1")
+    runs = tmp_path / "shared-runs"
+    env = {**os.environ, kernels.ENV_DIR: str(kernel_dir)}
+    command = [sys.executable, "-m", "recovery_lib", "run", str(path), "--runs-dir", str(runs), "--no-progress"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], [err for _, err in outputs]
+    for _, err in outputs:
+        assert "without encryption" not in err and "ZMQError" not in err and "Invalid Signature" not in err
+    records = audit.read_index(runs / "index.jsonl")
+    assert [r["outcome"] for r in records] == ["ok"] * 3
+    sockets = {json.loads((runs / r["report"]).read_text())["ip"] for r in records}
+    assert len(sockets) == 3
+    assert audit.verify_index(runs / "index.jsonl") == []
+    assert list(kernel_dir.iterdir()) == [] and not list(tmp_path.glob("kernel-ipc*"))
+
+
+def test_files_of_dead_kernel_owners_are_swept_and_the_rest_kept(tmp_path: Path) -> None:
+    folder = private_dir(tmp_path / "k")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(gone.stdout), os.getpid()
+    names = [f"k{dead}-0123456789ab.json", f"k{dead}-0123456789ab-ipc-1", f"k{alive}-0123456789ab.json",
+             "notes.txt"]
+    for name in names:
+        (folder / name).write_text("")
+    assert kernels.sweep_stale(folder) == sorted(names[:2])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names[2:])
+
+
+def test_a_kernel_folder_too_deep_for_unix_sockets_is_refused_before_anything_runs(
+    tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(kernels.ENV_DIR, str(tmp_path / ("d" * 90)))
+    path = make_notebook(tmp_path, "tiny", GLUE)
+    with pytest.raises(KernelSetupError, match="set RECOVERY_KERNEL_DIR to a shorter folder"):
+        runner.run_notebook(path, runs_dir=runs)
+    assert main(["run", str(path), "--runs-dir", str(runs), "--no-progress"]) == 2
+    assert "RECOVERY_KERNEL_DIR" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_run_names_carry_the_worker_label(runs: Path) -> None:
+    private_dir(runs)
+    assert evidence.reserve_stem(runs, "recover", None, worker="w2").endswith("_recover_w2")
+
+
+def test_recovery_project_root_points_an_installed_package_at_a_checkout(tmp_path: Path) -> None:
+    """A worker host with the package installed (not editable) finds notebooks and runs/ in the checkout."""
+    code = ("from recovery_lib.runbook.parameters import NOTEBOOKS_DIR; from recovery_lib.runbook.audit import "
+            "DEFAULT_RUNS_DIR; print(NOTEBOOKS_DIR); print(DEFAULT_RUNS_DIR)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "RECOVERY_PROJECT_ROOT": str(tmp_path)})
+    assert done.stdout.split() == [str(tmp_path / "notebooks"), str(tmp_path / "runs")]

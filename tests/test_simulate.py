@@ -18,13 +18,17 @@ import sqlalchemy as sa
 from conftest import reset_schema
 from sqlalchemy.engine import Engine
 
-from recovery_lib import db
+from recovery_lib import catalogue, db
+from recovery_lib.catalogue.arrays import ROUTE_FIELDS, WORKOUT_SERIES
+from recovery_lib.catalogue.units import convert
 from recovery_lib.error_patterns import categorize_processing_errors
+from recovery_lib.payload import PayloadError, parse_payload
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.simulate import (
     OUTCOMES,
     PARAMETER_LIMIT,
     IncidentExistsError,
+    IncidentPlan,
     IncidentTruth,
     database_summary,
     measure,
@@ -34,11 +38,13 @@ from recovery_lib.simulate import (
     truth_from_file,
     write_plan,
 )
+from recovery_lib.simulate.payloads import count_points
+from recovery_lib.simulate.store import generic_points
 
 NOW = datetime(2024, 2, 6, 15, 0, tzinfo=UTC)
 SMALL = {"users": 3, "payloads": 12, "seed": 7, "now": NOW, "large_points": 13_000, "hash_mismatches": 1}
 TINY = {"users": 2, "payloads": 6, "now": NOW, "large_points": 2_000}
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2} (\d{2}:\d{2}:\d{2} |\d{1,2}:\d{2}:\d{2}\u202f[ap]m )[+-]\d{4}$")
 
 _cache: dict[str, Any] = {}
 
@@ -58,12 +64,23 @@ def incident(database_url: str, monkeypatch: pytest.MonkeyPatch) -> IncidentTrut
     eng = db.get_engine(database_url)
     truth = _cache.get("truth")
     if truth is None or not _holds(eng, truth):
-        if "plan" not in _cache:
-            _cache["plan"] = plan_incident(**SMALL)  # pure: planned once
         reset_schema(eng)
-        write_plan(eng, _cache["plan"])
-        truth = _cache["truth"] = measure(eng, _cache["plan"])
+        write_plan(eng, small_plan())
+        truth = _cache["truth"] = measure(eng, small_plan())
     return truth
+
+
+def default_plan() -> IncidentPlan:
+    """The demo's incident (10 users, 40 payloads, seed 42), planned once: pure, no database."""
+    if "default" not in _cache:
+        _cache["default"] = plan_incident(users=10, payloads=40, seed=42, now=NOW, large_points=13_000)
+    return _cache["default"]
+
+
+def small_plan() -> IncidentPlan:
+    if "plan" not in _cache:
+        _cache["plan"] = plan_incident(**SMALL)
+    return _cache["plan"]
 
 
 @pytest.fixture()
@@ -73,65 +90,71 @@ def db_engine(database_url: str) -> Engine:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent reading of the doc: keys only
+# An independent reading of the doc: keys only (the catalogue says which table a name fills)
+
+_TWELVE_HOUR = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{1,2}):(\d{2}):(\d{2})\u202f(am|pm) ([+-]\d{4})$")
 
 
 def _date(text: str) -> datetime:
+    found = _TWELVE_HOUR.match(text)
+    if found:
+        day, hour, minute, second, meridiem, offset = found.groups()
+        hour = int(hour) % 12 + (12 if meridiem == "pm" else 0)
+        text = f"{day} {hour:02d}:{minute}:{second} {offset}"
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
-
-
-_TABLE_OF = {
-    "heart_rate": "heart_rate_metrics",
-    "resting_heart_rate": "heart_rate_metrics",
-    "heart_rate_variability": "heart_rate_metrics",
-    "blood_pressure": "blood_pressure_metrics",
-    "blood_pressure_systolic": "blood_pressure_metrics",
-    "blood_pressure_diastolic": "blood_pressure_metrics",
-    **dict.fromkeys(
-        (
-            "step_count",
-            "walking_running_distance",
-            "flights_climbed",
-            "active_energy",
-            "basal_energy_burned",
-            "apple_exercise_time",
-            "apple_stand_time",
-        ),
-        "activity_metrics",
-    ),
-}
 
 
 def _numeric(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def expected_keys(payload: Any) -> dict[str, set[datetime]]:
-    keys: dict[str, set[datetime]] = {t: set() for t in METRIC_TABLES}
+Key = Any  # an instant, or (instant, tag) for a tagged table
+
+
+def _metric_keys(keys: dict[str, set[Key]], m: dict) -> None:
+    spec = catalogue.lookup(m["name"])
+    if spec is not None and spec.shape == "sleep":
+        segments = sorted((_date(p["startDate"]), _date(p["endDate"])) for p in m["data"] if "startDate" in p)
+        end = None
+        for start, stop in segments:
+            if end is None or start > end + timedelta(minutes=60):
+                keys["sleep_metrics"].add(start)
+                end = stop
+            end = max(end, stop)
+        keys["sleep_metrics"].update(_date(p["sleepStart"]) for p in m["data"] if "sleepStart" in p)
+        return
+    for p in m["data"]:
+        values = [p[f] for f in ("qty", "Avg", "systolic") if f in p]
+        if values and not all(_numeric(v) for v in values):
+            continue  # the corrupt payloads' text quantities
+        if spec is None:
+            keys[catalogue.GENERIC_TABLE].add((_date(p["date"]), m["name"]))
+        else:
+            keys[spec.table].add(_date(p["date"]))
+
+
+def expected_keys(payload: Any) -> dict[str, set[Key]]:
+    keys: dict[str, set[Key]] = {t: set() for t in METRIC_TABLES}
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
         return keys
     metrics = payload["data"].get("metrics", [])
     if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
         return keys
     for m in metrics:
-        if m["name"] == "sleep_analysis":
-            segments = sorted(
-                (_date(p["startDate"]), _date(p["endDate"])) for p in m["data"] if "startDate" in p
-            )
-            end = None
-            for start, stop in segments:
-                if end is None or start > end + timedelta(minutes=60):
-                    keys["sleep_metrics"].add(start)
-                    end = stop
-                end = max(end, stop)
-            keys["sleep_metrics"].update(_date(p["sleepStart"]) for p in m["data"] if "sleepStart" in p)
-            continue
-        for p in m["data"]:
-            values = [p[f] for f in ("qty", "Avg", "systolic") if f in p]
-            if values and all(_numeric(v) for v in values):
-                keys[_TABLE_OF[m["name"]]].add(_date(p["date"]))
+        _metric_keys(keys, m)
     for w in payload["data"].get("workouts", []):
-        keys["workout_metrics"].add(_date(w["start"]))
+        start = _date(w["start"])
+        keys["workout_metrics"].add(start)
+        for name, points in w.items():
+            if name in WORKOUT_SERIES and isinstance(points, list):
+                keys["workout_samples"].update((_date(p["date"]), start) for p in points)
+        keys["workout_route_points"].update((_date(p["timestamp"]), start) for p in w.get("route", []))
+    for name, entries in payload["data"].items():
+        array = catalogue.ARRAYS.get(name)
+        for e in entries if array else ():
+            table = array.dispatch[e["name"]][0] if array.dispatch else array.table
+            at = _date(e["start"])
+            keys[table].add((at, e[array.tag_key]) if array.tag_key else at)
     return keys
 
 
@@ -141,23 +164,39 @@ def stored_payloads(engine) -> dict[str, tuple[str, Any]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def present_count(conn, table: str, user_id: str, keys: set[datetime]) -> int:
+def present_count(conn, table: str, user_id: str, keys: set[Key]) -> int:
     if not keys:
         return 0
-    key = METRIC_TABLES[table].key  # table and column names are the schema's constants
+    t = METRIC_TABLES[table]  # table and column names are the schema's constants
+    if t.tag is None:
+        query = sa.text(
+            f"SELECT count(*) FROM {table} WHERE user_id = :u AND {t.key} = ANY(CAST(:k AS timestamptz[]))"
+        )
+        return conn.execute(query, {"u": user_id, "k": sorted(keys)}).scalar_one()
+    tag_type = "timestamptz" if table.startswith("workout_") else "text"
     query = sa.text(
-        f"SELECT count(*) FROM {table} WHERE user_id = :u AND {key} = ANY(CAST(:k AS timestamptz[]))"
+        f"SELECT count(*) FROM {table} m JOIN unnest(CAST(:k AS timestamptz[]), CAST(:g AS {tag_type}[])) "
+        f"AS x(k, g) ON m.{t.key} = x.k AND m.{t.tag} = x.g WHERE m.user_id = :u"
     )
-    return conn.execute(query, {"u": user_id, "k": sorted(keys)}).scalar_one()
+    return conn.execute(query, {"u": user_id, "k": [k for k, _ in keys], "g": [g for _, g in keys]}).scalar_one()
 
 
 def all_points(payload: Any):
-    """(metric name, units, point) of every metric point, and ('workouts', None, w)."""
+    """(metric name, units, point) of every metric point, ('workouts', None, w) with (series name,
+    units, point) of each series and route point after it, and (array name, None, entry)."""
     for m in payload["data"].get("metrics", []):
         for p in m["data"]:
             yield m["name"], m.get("units"), p
     for w in payload["data"].get("workouts", []):
         yield "workouts", None, w
+        for name, points in w.items():
+            if isinstance(points, list):
+                for p in points:
+                    yield name, p.get("units"), p
+    for name, entries in payload["data"].items():
+        if name in catalogue.ARRAYS:
+            for e in entries:
+                yield name, None, e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +299,7 @@ def test_outcomes_lose_what_they_say(incident):
 
 def test_every_outcome_appears_with_default_like_settings(incident):
     assert set(incident.outcome_counts) == set(OUTCOMES)
-    plan = plan_incident(users=10, payloads=40, seed=42, now=NOW, large_points=13_000)
+    plan = default_plan()
     outcomes = [i.outcome for i in plan.ingestions]
     assert set(outcomes) == set(OUTCOMES)
     assert 1 <= outcomes.count("pending") <= 2
@@ -373,8 +412,12 @@ def test_statuses_errors_and_times(db_engine, incident):
             assert category in ("connection", "timeout")
 
 
+DATE_FIELDS = ("date", "startDate", "endDate", "sleepStart", "sleepEnd", "inBedStart", "inBedEnd", "start", "end",
+               "timestamp", "scheduledDate")
+
+
 def test_dates_use_the_documented_format(incident, db_engine):
-    offsets = set()
+    offsets, twelve_hour = set(), 0
     for _, payload in stored_payloads(db_engine).values():
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             continue
@@ -383,85 +426,71 @@ def test_dates_use_the_documented_format(incident, db_engine):
         for name, _, p in all_points(payload):
             if not isinstance(p, dict):
                 continue
-            for field in (
-                "date",
-                "startDate",
-                "endDate",
-                "sleepStart",
-                "sleepEnd",
-                "inBedStart",
-                "inBedEnd",
-                "start",
-                "end",
-            ):
+            for field in DATE_FIELDS:
                 if field in p:
                     assert DATE.match(p[field]), (name, field, p[field])
-                    assert _date(p[field]) <= NOW
+                    assert _date(p[field]) <= NOW + timedelta(minutes=5)
                     offsets.add(p[field][-5:])
+                    twelve_hour += "\u202f" in p[field]
     assert len(offsets) >= 3
+    assert twelve_hour > 1000  # a phone set to 12-hour time: "2024-09-21 7:57:00\u202fam +1000"
 
 
-_LIMITS = {
-    "heart_rate": (20, 300),
-    "hrv": (0, 500),
-    "systolic": (40, 300),
-    "diastolic": (20, 200),
-    "pulse": (20, 300),
-    "activity": (0, 1e7),
-    "minutes": (0, 1440),
-    "energy": (0, 20_000),
-    "distance": (0, 1e6),
-}
-_TO_TABLE_UNIT = {"km": 1000, "mi": 1609.344, "m": 1, "kJ": 1 / 4.184, "kcal": 1, "hr": 60, "min": 1}
+def _in_unit(f: catalogue.Field, raw: Any, units: Any) -> float:
+    """A numeric field's value in the column's unit (catalogue.units does the converting here)."""
+    value, own = (raw["qty"], raw.get("units")) if isinstance(raw, dict) else (raw, None)
+    if f.kind is None:
+        return value
+    given = own if own is not None else units
+    return convert(value, f.kind, given if given is not None else f.default_units, f.unit)
 
 
-def _checked_values(name: str, units: str | None, p: dict) -> list[tuple[str, float]]:
-    f = _TO_TABLE_UNIT.get(units or "", 1)
-    if name == "heart_rate":
-        return [("heart_rate", p[k]) for k in ("Min", "Avg", "Max")]
-    if name == "resting_heart_rate":
-        return [("heart_rate", p["qty"])]
-    if name == "heart_rate_variability":
-        return [("hrv", p["qty"])]
-    if name == "blood_pressure":
-        return [(k, p[k]) for k in ("systolic", "diastolic", "pulse") if k in p]
-    if name.startswith("blood_pressure_"):
-        return [(name.removeprefix("blood_pressure_"), p["qty"])]
-    if name in ("apple_exercise_time", "apple_stand_time"):
-        return [("minutes", p["qty"] * f)]
+def _fields_of(name: str) -> tuple[catalogue.Field, ...]:
+    if name in catalogue.ARRAYS:
+        return catalogue.ARRAYS[name].fields
+    if name in WORKOUT_SERIES:
+        return WORKOUT_SERIES[name]
+    if name == "route":
+        return ROUTE_FIELDS
+    spec = catalogue.lookup(name)
+    return spec.fields if spec else ()
+
+
+def _checked_values(name: str, units: str | None, p: dict) -> list[tuple[tuple[float, float], float]]:
+    """(limits, value in the column's unit) of every number of a point."""
     if name == "sleep_analysis":
-        fields = ("totalSleep", "core", "deep", "rem", "awake", "inBed", "qty")
-        return [("minutes", p[k] * 60) for k in fields if k in p]
+        fields = ("totalSleep", "asleep", "core", "deep", "rem", "awake", "inBed", "qty")
+        return [((0, 1440), p[k] * 60) for k in fields if k in p]
     if name == "workouts":
-        out = [("heart_rate", p[k]) for k in ("avgHeartRate", "maxHeartRate") if _numeric(p.get(k))]
-        for k in ("activeEnergyBurned", "totalEnergy"):
+        energy, distance, heart_rate = (0, 20_000), (0, 1e6), (20, 300)
+        out = [(heart_rate, p[k]) for k in ("avgHeartRate", "maxHeartRate") if _numeric(p.get(k)) and p[k]]
+        for k in ("activeEnergyBurned", "totalEnergy", "activeEnergy"):
             if isinstance(p.get(k), dict):
-                out.append(("energy", p[k]["qty"] * _TO_TABLE_UNIT[p[k]["units"]]))
-        for k in ("activeEnergy", "totalEnergy"):
-            if _numeric(p.get(k)):
-                out.append(("energy", p[k] * _TO_TABLE_UNIT[p[k + "Units"]]))
+                out.append((energy, convert(p[k]["qty"], "energy", p[k]["units"], "kcal")))
+            elif _numeric(p.get(k)):
+                out.append((energy, convert(p[k], "energy", p[k + "Units"], "kcal")))
         dist = p.get("distance")
         if isinstance(dist, dict):
-            out.append(("distance", dist["qty"] * _TO_TABLE_UNIT[dist["units"]]))
+            out.append((distance, convert(dist["qty"], "length", dist["units"], "m")))
         elif _numeric(dist):
-            out.append(("distance", dist * _TO_TABLE_UNIT[p["distanceUnits"]]))
+            out.append((distance, convert(dist, "length", p["distanceUnits"], "m")))
         for part in ("avg", "max"):
             if isinstance(p.get("heartRate"), dict):
-                out.append(("heart_rate", p["heartRate"][part]["qty"]))
+                out.append((heart_rate, p["heartRate"][part]["qty"]))
         return out
-    return [("activity", p["qty"] * f)]
+    return [(f.limits, _in_unit(f, p[key], units)) for f in _fields_of(name) if f.type == "float"
+            for key in f.keys[:1] if key in p]
 
 
-def test_values_are_within_the_documented_plausibility_limits(incident, db_engine):
+def test_values_are_within_the_catalogue_plausibility_limits(incident, db_engine):
     checked = 0
     for ing_id, (_, payload) in stored_payloads(db_engine).items():
         outcome = next(i.outcome for i in incident.ingestions if i.id == ing_id)
         if outcome == "corrupt":
             continue
         for name, units, p in all_points(payload):
-            for kind, value in _checked_values(name, units, p):
-                low, high = _LIMITS[kind]
-                assert _numeric(value) and low <= value <= high, (name, kind, value)
+            for (low, high), value in _checked_values(name, units, p):
+                assert _numeric(value) and low <= value <= high, (name, value)
                 checked += 1
     assert checked > 30_000
     with db_engine.connect() as conn:
@@ -478,35 +507,52 @@ def test_values_are_within_the_documented_plausibility_limits(incident, db_engin
     assert sleep[0] <= 1440 and 0 < sleep[1] <= 100
 
 
-def test_payloads_cover_every_shape(incident, db_engine):
-    names, units, workout_forms, sources = set(), set(), set(), set()
-    for _, payload in stored_payloads(db_engine).values():
+def _shapes(payloads: list[Any]) -> tuple[set[str], set[Any], set[str], set[Any]]:
+    """Metric names (as spelled), units, forms (workout versions, sleep forms, series, arrays) and sources."""
+    names, units, forms, sources = set(), set(), set(), set()
+    for payload in payloads:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             continue
         if not isinstance(payload["data"].get("metrics"), list):
             continue
+        forms.update(k for k in payload["data"] if k in catalogue.ARRAYS)
         for name, unit, p in all_points(payload):
             names.add(name)
             units.add(unit)
             sources.add(p.get("source"))
             if name == "workouts":
-                workout_forms.add("v2" if "activeEnergyBurned" in p else "v1")
+                forms.add("v2" if "activeEnergyBurned" in p else "v1")
+                forms.update(k for k, v in p.items() if isinstance(v, list) and v)
+                if p.get("avgHeartRate") == 0:
+                    forms.add("v1 heart rate 0")
             if name == "sleep_analysis":
-                workout_forms.add("sleep-segments" if "startDate" in p else "sleep-aggregated")
+                if "startDate" in p:
+                    forms.add(f"sleep segment {p['value']}")
+                else:
+                    forms.add("sleep 6.6.2 with total" if "totalSleep" in p else
+                              "sleep 6.6.2 without total" if "core" in p else "sleep before 6.6.2")
+    return names, units, forms, sources
+
+
+def test_payloads_cover_every_shape(incident, db_engine):
+    names, units, forms, sources = _shapes([payload for _, payload in stored_payloads(db_engine).values()])
     assert {
         "heart_rate",
         "resting_heart_rate",
         "blood_pressure",
         "blood_pressure_systolic",
         "step_count",
-        "walking_running_distance",
         "active_energy",
-        "basal_energy_burned",
         "sleep_analysis",
         "workouts",
+        "walking_heart_rate",  # an older spelling of walking_heart_rate_average
+        "stair_speed:_up",  # and of stair_speed_up
+        "sleep_score",  # a name the catalogue does not know (yet)
     } <= names
-    assert {"km", "mi", "kJ", "kcal", "min", "hr"} <= units
-    assert {"v1", "v2", "sleep-segments", "sleep-aggregated"} <= workout_forms
+    assert {"km", "mi", "kJ", "kcal", "min", "hr", "degF", "degC", "lb", "kg", "mmol<180.1558800000541>/L"} <= units
+    assert {"v1", "v2", "sleep segment In Bed", "sleep 6.6.2 with total", "sleep 6.6.2 without total"} <= forms
+    assert {"heartRateData", "heartRateRecovery", "activeEnergy", "route", "v1 heart rate 0"} <= forms
+    assert set(catalogue.ARRAYS) <= forms
     assert any(s and not s.isascii() for s in sources)
 
 
@@ -517,6 +563,96 @@ def test_corrupt_payloads_are_structurally_invalid_or_non_numeric():
     for ing in corrupt:
         assert all(not rows for rows in ing.rows.values())
         assert all(not keys for keys in expected_keys(ing.payload).values())
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole catalogue: every family, the data arrays, unknown names, and the oracle is the parser's twin
+
+
+def _payload_metric_names(plan: IncidentPlan) -> list[str]:
+    return [m["name"] for ing in plan.ingestions if ing.outcome != "corrupt"
+            for m in ing.payload["data"]["metrics"]]
+
+
+def test_a_default_incident_fills_every_catalogue_table_with_every_name_array_and_unknown_name():
+    plan = default_plan()
+    tables = {t for ing in plan.ingestions for t, rows in ing.rows.items() if rows}
+    assert tables == set(catalogue.TABLES)
+    spelled = set(_payload_metric_names(plan))
+    assert {catalogue.lookup(n).name for n in spelled if catalogue.lookup(n)} == set(catalogue.METRICS)
+    aliases = {n for n in spelled if catalogue.lookup(n) and catalogue.lookup(n).name != n}
+    assert {"walking_heart_rate", "stair_speed:_up", "heart_rate_variability_sdnn"} <= aliases and len(aliases) > 40
+    unknown = {n for n in spelled if catalogue.lookup(n) is None}
+    assert unknown == {"sleep_score", "workout_effort_score"}
+    arrays = {k for ing in plan.ingestions if ing.outcome != "corrupt" for k in ing.payload["data"]}
+    assert arrays == {"metrics", "workouts", *catalogue.ARRAYS}
+    names, units, forms, _ = _shapes([ing.payload for ing in plan.ingestions])
+    assert {"sleep before 6.6.2", "sleep segment InBed", "sleep segment Unspecified"} <= forms
+    assert {"cyclingPower", "swimStroke", "basalEnergy", "stepCount", "walkingAndRunningDistance"} <= forms
+    assert {"mmol/L", "mg/dL", "fl_oz_us", "mL", "mi/hr", "km/hr", "in", "cm", "yd", "ft"} <= units
+
+
+def test_a_small_incident_already_fills_every_table_of_the_database(incident):
+    assert {t for t, n in incident.rows_by_table.items() if n} == set(METRIC_TABLES)
+
+
+def _filled(rows: dict[str, dict[Any, dict[str, Any]]]) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Rows as the parser gives them: only the columns filled, without the natural key's columns."""
+    return {
+        t: {k: {c: v for c, v in row.items() if v is not None and c not in METRIC_TABLES[t].natural_key}
+            for k, row in found.items()}
+        for t, found in rows.items()
+    }
+
+
+@pytest.mark.parametrize("plan", [small_plan, default_plan], ids=["small", "default"])
+def test_the_oracle_gives_exactly_the_parsers_rows_for_every_generated_payload(plan):
+    checked = 0
+    for ing in plan().ingestions:
+        try:
+            parsed = parse_payload(ing.text, now=NOW)
+        except PayloadError:
+            assert ing.outcome == "corrupt" and not any(ing.rows.values())
+            continue
+        books = parsed.parser.summary()
+        if ing.outcome == "corrupt":
+            assert not any(parsed.rows.values()) and books["rejection_counts"]
+            continue
+        oracle = _filled(ing.rows)
+        for table in METRIC_TABLES:
+            assert oracle[table] == parsed.rows[table], (ing.profile.index, table)
+        assert books["rejection_counts"] == {} and books["unsupported"] == {}, ing.profile.index
+        assert books["points_seen"] == count_points(ing.payload) == books["points_used"] + books["points_generic"]
+        assert books["generic_points"] == generic_points(ing.rows)
+        checked += sum(len(rows) for rows in oracle.values())
+    assert checked > 30_000
+
+
+def test_the_truth_counts_each_family_and_they_add_up(incident):
+    for ing in incident.ingestions:
+        assert sum(ing.points_by_family.values()) == ing.points
+        assert set(ing.points_by_family) <= set(catalogue.FAMILIES)
+        generic = ing.expected_rows[catalogue.GENERIC_TABLE]
+        assert sum(ing.generic_points.values()) == generic
+    assert sum(incident.points_by_family.values()) == sum(i.points for i in incident.ingestions)
+    assert sum(incident.missing_by_family.values()) == incident.missing_rows_total
+    assert incident.expected_by_family == {
+        family: sum(i.expected_rows[t] for i in incident.ingestions for t in METRIC_TABLES
+                    if catalogue.TABLES[t].family == family)
+        for family in catalogue.FAMILIES
+    }
+    assert set(incident.generic_points) == {"sleep_score", "workout_effort_score"}
+    text = incident.summary_text()
+    assert "by family" in text and "nutrition" in text and "sleep_score" in text
+
+
+def test_the_original_tool_lost_the_new_families_too(incident):
+    original = {"heart_rate_metrics", "blood_pressure_metrics", "sleep_metrics", "activity_metrics",
+                "workout_metrics"}
+    dropped = {t for i in incident.ingestions for t in i.dropped_tables}
+    assert len(dropped - original) >= 15
+    lost = {family for family, n in incident.missing_by_family.items() if n}
+    assert {"nutrition", "ECG", "medications", "workouts", "other (generic)", "mental health"} <= lost
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recovery_lib.errors import ParameterError
+from recovery_lib.errors import KernelSetupError, ParameterError
 from recovery_lib.redact import protect_handlers
 from recovery_lib.runbook.audit import DEFAULT_RUNS_DIR  # not from execute: papermill is slow to import
 from recovery_lib.runbook.notebooks import ALL_NOTEBOOKS, headline
@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Execute notebooks/NOTEBOOK.ipynb into runs/YYYYMMDDTHHMMSSZ_NOTEBOOK[_USER].ipynb, extract its "
             "report to .json, render .html and append a line to runs/index.jsonl. Exit 0: done; 1: the "
-            "notebook failed (kept, failing cell shown); 2: bad or unknown parameter (nothing executed)."
+            "notebook failed (kept, failing cell shown); 2: bad or unknown parameter, or an unusable "
+            "RECOVERY_KERNEL_DIR (nothing executed)."
         ),
     )
     run.add_argument("notebook", metavar="NOTEBOOK", help=f"one of {', '.join(ALL_NOTEBOOKS)} (or a path to an .ipynb)")
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         result = execute.run_notebook(
             args.notebook, given, runs_dir=args.runs_dir, timeout=args.timeout, progress_bar=not args.no_progress
         )
-    except ParameterError as exc:
+    except (ParameterError, KernelSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -108,5 +108,5 @@ _EXISTS = (
     "error: the database already holds an incident (users or raw_ingestions are not empty); a second one on "
     "top would make the ground truth wrong.\n"
     "Run again with --reset to empty this project's tables first (users, raw_ingestions, "
-    "the 5 metric tables, recovery_log, reconciliation_cache)."
+    "every metric table, recovery_log, reconciliation_cache)."
 )

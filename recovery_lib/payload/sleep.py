@@ -57,6 +57,8 @@ _ASLEEP_STAGES = frozenset({"Core", "Deep", "REM", "Asleep", "Unspecified"})
 # Aggregated sleep without totalSleep: its duration is the sum of these (asleep = unclassified sleep).
 _SLEEP_PARTS = ("asleep", "core", "deep", "rem")
 SESSION_GAP = timedelta(minutes=60)
+# Five fields, each rounded to 0.0001 h (0.006 min) by the app, with room to spare.
+ROUNDING_MINUTES = 0.05
 
 
 def is_segment(point: dict[str, Any]) -> bool:
@@ -99,7 +101,9 @@ def convert_sleep(point: dict[str, Any], units: object, latest: datetime) -> Con
     values["duration_minutes"] = duration
     if minutes.get("inBed", 0.0) > 0:
         # Derived, so held to the rules of a given value: a tiny inBed makes it infinite, a short one > 100 %.
-        values["efficiency"] = check_range(100.0 * duration / minutes["inBed"], EFFICIENCY, "inBed")
+        # The app rounds every field to 1/10,000 h, so a night asleep end to end can add up a hair over inBed.
+        asleep = duration if duration - minutes["inBed"] > ROUNDING_MINUTES else min(duration, minutes["inBed"])
+        values["efficiency"] = check_range(100.0 * asleep / minutes["inBed"], EFFICIENCY, "inBed")
     # Before 6.6.2 the sources came per part; later a single "source" (which the parser prefers).
     source = text(point.get("sleepSource")) or text(point.get("inBedSource"))
     if source is not None:

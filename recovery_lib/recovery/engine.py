@@ -185,7 +185,10 @@ def _process_all(
     lock = threading.Lock()
     bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",
                disable=not progress)
+    # Who did it, in recovery_log: host, process and run (a label first when several runs share the work).
     worker_base = f"{socket.gethostname()}:{os.getpid()}:{report.run_id[:8]}"
+    if options.worker:
+        worker_base = f"{options.worker}@{worker_base}"
     log_every = max(options.batch_size, 1)
 
     def record(outcome: IngestionOutcome) -> None:

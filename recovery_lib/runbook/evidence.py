@@ -1,11 +1,13 @@
 """The evidence a run leaves in ``runs/``: a claimed name, the scrubbed notebook, its HTML, its report.
 
-* :func:`reserve_stem` claims ``YYYYMMDDTHHMMSSZ_<name>[_<user_id>]`` (the ``.ipynb`` is created
+* :func:`reserve_stem` claims ``YYYYMMDDTHHMMSSZ_<name>[_<user_id>][_<worker>]`` (the ``.ipynb`` is created
   empty, mode 0600, so two runs never share a name);
 * :func:`scrub_file` removes the database password from a file should it ever appear;
 * :func:`render_html` writes a self-contained HTML export (plotly.js inlined, no CDN);
 * :func:`find_failure` names the first failing or unexecuted cell (papermill leaves no banner
-  for a timeout, a dead kernel or ``sys.exit``); :func:`extract_report` reads the glued report.
+  for a timeout, a dead kernel or ``sys.exit``); :func:`extract_report` reads the glued report;
+* :func:`cells_started` tells whether any cell was sent to the kernel (then a run is never
+  repeated: its cells may have written to the database).
 
     >>> stem = reserve_stem(Path("runs"), "recover", "550e8400-e29b-41d4-a716-446655440000")
 """
@@ -29,15 +31,18 @@ from recovery_lib.runbook.kernel import jsonable
 _SAFE = re.compile(r"[^\w.-]")
 
 
-def reserve_stem(runs_dir: Path, name: str, user_id: str | None = None, now: datetime | None = None) -> str:
-    """A fresh ``YYYYMMDDTHHMMSSZ_<name>[_<user_id>]`` (``-1``, ``-2``... within the same second).
+def reserve_stem(
+    runs_dir: Path, name: str, user_id: str | None = None, now: datetime | None = None, *, worker: str | None = None
+) -> str:
+    """A fresh ``YYYYMMDDTHHMMSSZ_<name>[_<user_id>][_<worker>]`` (``-1``, ``-2``... within the same second).
 
     The ``.ipynb`` is created empty with mode 0600 to claim the name.
     """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     base = f"{stamp}_{_SAFE.sub('-', name)}"
-    if user_id:
-        base += f"_{_SAFE.sub('-', str(user_id))}"
+    for label in (user_id, worker):
+        if label:
+            base += f"_{_SAFE.sub('-', str(label))}"
     for attempt in range(1000):
         stem = base if attempt == 0 else f"{base}-{attempt}"
         try:
@@ -116,6 +121,28 @@ def find_failure(nb: Any) -> tuple[int | None, str | None]:
                 "or sys.exit)"
             )
     return None, None
+
+
+def cells_started(notebook: Path) -> bool:
+    """Whether papermill sent any code cell of ``notebook`` to the kernel (True when unreadable).
+
+    Papermill saves a cell with its ``start_time`` before it sends the cell, so a notebook whose
+    kernel never came up has no start time and no execution count on any cell (its final save
+    marks every pending cell ``completed``, so the status tells nothing).
+    """
+    if not notebook.exists() or notebook.stat().st_size == 0:
+        return False
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception:  # noqa: BLE001 - cannot tell: assume it ran, never run it twice
+        return True
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        started = cell.get("metadata", {}).get("papermill", {}).get("start_time")
+        if cell.get("execution_count") is not None or started is not None:
+            return True
+    return False
 
 
 def extract_report(notebook: Path, scrap: str | None) -> tuple[str | None, dict[str, Any] | None]:

@@ -6,9 +6,13 @@ For ``run_notebook("recover", {"user_id": "..."})`` the runner:
    values (strings from the command line) to the declared types, refuses unknown names and
    builds the notebook's validated options - all before a kernel starts
    (:mod:`recovery_lib.runbook.parameters`; :class:`~recovery_lib.errors.ParameterError`, CLI exit 2);
-2. executes ``notebooks/recover.ipynb`` into ``runs/YYYYMMDDTHHMMSSZ_recover[_<user_id>].ipynb``
+2. executes ``notebooks/recover.ipynb`` into ``runs/YYYYMMDDTHHMMSSZ_recover[_<user_id>][_<worker>].ipynb``
    (UTC), saving after every cell; the database URL reaches the kernel only through the
-   inherited environment (``DATABASE_URL``), never as a parameter;
+   inherited environment (``DATABASE_URL``), never as a parameter. The kernel talks over unix
+   sockets of its own (:mod:`recovery_lib.runbook.kernels`: no TCP port, so runs started at
+   the same moment cannot collide). A kernel that fails to start is started again, up to
+   ``kernel_start_attempts`` times, and every failed start is recorded; a notebook whose
+   first cell was sent to the kernel is never run again;
 3. decides the outcome itself: papermill's exception, but also any error output, any code cell
    that never ran (``sys.exit(0)``, a timeout, a dead kernel) and a missing report scrap count as
    failure. A failed notebook is kept and the failing cell named;
@@ -17,7 +21,8 @@ For ``run_notebook("recover", {"user_id": "..."})`` the runner:
    ``<stem>.json`` and renders a self-contained ``<stem>.html`` (plotly.js inlined, no CDN;
    :mod:`recovery_lib.runbook.evidence`);
 5. makes ``runs/`` mode 0700 and every file in it 0600, and appends one hash-chained line to
-   ``runs/index.jsonl`` (see :mod:`recovery_lib.runbook.audit`), success or failure.
+   ``runs/index.jsonl`` (see :mod:`recovery_lib.runbook.audit`), success or failure, with the
+   kernel start attempts and the caller's ``origin`` (e.g. a scheduler's run id and try).
 """
 
 from __future__ import annotations
@@ -39,12 +44,22 @@ from recovery_lib.files import private_dir, write_private
 from recovery_lib.redact import database_secrets, scrub_text, scrub_value
 from recovery_lib.runbook import audit
 from recovery_lib.runbook.audit import DEFAULT_RUNS_DIR, INDEX_NAME
-from recovery_lib.runbook.evidence import extract_report, find_failure, render_html, reserve_stem, scrub_file
+from recovery_lib.runbook.evidence import (
+    cells_started,
+    extract_report,
+    find_failure,
+    render_html,
+    reserve_stem,
+    scrub_file,
+)
 from recovery_lib.runbook.kernel import jsonable
 from recovery_lib.runbook.notebooks import REPORT_SCRAPS
 from recovery_lib.runbook.parameters import NOTEBOOKS_DIR, notebook_path, prepare_parameters
 
 _log = logging.getLogger(__name__)
+
+KERNEL_START_ATTEMPTS = 3
+KERNEL_RETRY_DELAYS = (1.0, 3.0)  # seconds before the second and third kernel start
 
 
 @dataclass
@@ -62,6 +77,7 @@ class RunResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     scrubbed: list[str] = field(default_factory=list)  # files a secret had to be removed from
     record: dict[str, Any] = field(default_factory=dict)  # the index line
+    kernel_start_attempts: int = 1
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -78,13 +94,21 @@ def run_notebook(
     progress_bar: bool = False,
     log_output: bool = False,
     start_timeout: float = 60,
+    kernel_manager_class: type | None = None,
+    cwd: Path | str | None = None,
+    kernel_start_attempts: int = KERNEL_START_ATTEMPTS,
+    origin: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Execute one notebook into ``runs_dir`` and record it; see the module docstring.
 
     ``notebook`` is a runbook name (``monitor``, ``preview``, ``recover``, ``verify``, ``review``) or a path to
     an ``.ipynb``. ``parameters`` may hold strings (converted to the declared types) or values.
     ``timeout`` limits each cell, in seconds. Raises :class:`ParameterError` (nothing executed,
-    nothing recorded) for an unknown notebook, an unknown parameter name or an invalid value.
+    nothing recorded) for an unknown notebook, an unknown parameter name or an invalid value, and
+    :class:`KernelSetupError` when the kernels' socket folder is unusable.
+    ``kernel_manager_class`` defaults to :class:`~recovery_lib.runbook.kernels.IPCKernelManager`,
+    ``cwd`` (the kernel's working folder) to the project root; ``origin`` is recorded as given in
+    the index line (plain JSON values; never a secret).
 
         >>> result = run_notebook("monitor", {"hours": "6"})
         >>> result.ok, result.report_path
@@ -94,48 +118,40 @@ def run_notebook(
     name = path.stem
     # A notebook that reads the runs archive (review) reads the one this run is written into.
     prepared = prepare_parameters(name, path, parameters, implied={"runs_dir": str(Path(runs_dir).resolve())})
+    if kernel_manager_class is None:
+        from recovery_lib.runbook import kernels
+
+        kernels.runtime_dir()  # KernelSetupError now, before anything is reserved or recorded
+        kernel_manager_class = kernels.IPCKernelManager
     scrap_name = report_scrap or REPORT_SCRAPS.get(name)
     runs = private_dir(runs_dir)
     started = datetime.now(UTC)
-    stem = reserve_stem(runs, name, prepared.user_id, started)
+    stem = reserve_stem(runs, name, prepared.user_id, started, worker=prepared.worker)
     out = runs / f"{stem}.ipynb"
     secrets = database_secrets()
     _log.info("executing %s into %s", path.name, out)
 
-    error: str | None = None
-    papermill_error = interrupted = False
     failed_cell: int | None = None
+    start_errors: list[str] = []
     clock = time.monotonic()
-    old_umask = os.umask(0o077)  # the kernel and papermill write private files too
-    try:
-        import papermill as pm
-        from papermill.exceptions import PapermillExecutionError
-
-        try:
-            pm.execute_notebook(
-                str(path),
-                str(out),
-                parameters=prepared.overrides,
-                request_save_on_cell_execute=True,
-                progress_bar=progress_bar,
-                log_output=log_output,
-                start_timeout=start_timeout,
-                execution_timeout=timeout,
-                cwd=str(PROJECT_ROOT),
-            )
-        except PapermillExecutionError as exc:
-            # exc.cell_index counts cells before papermill added its error banners; the kept
-            # notebook is searched again below so the index points into the file on disk.
-            error = f"In [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
-            papermill_error = True
-        except KeyboardInterrupt:
-            error, interrupted = "interrupted by the operator (Ctrl-C)", True
-        except Exception as exc:  # noqa: BLE001 - timeout, dead kernel, kernel start failure: recorded
-            first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
-            error = f"{type(exc).__name__}: {first_line}".strip()
-    finally:
-        os.umask(old_umask)
+    while True:
+        error, papermill_error, interrupted = _execute(
+            path, out, prepared.overrides, progress_bar=progress_bar, log_output=log_output,
+            start_timeout=start_timeout, timeout=timeout, kernel_manager_class=kernel_manager_class,
+            cwd=Path(cwd) if cwd is not None else PROJECT_ROOT,
+        )
+        retry = error is not None and not papermill_error and not interrupted and not cells_started(out)
+        if not retry or len(start_errors) + 1 >= kernel_start_attempts:
+            break
+        # Nothing reached the kernel, so nothing ran: starting again cannot do anything twice.
+        start_errors.append(scrub_text(error, secrets))
+        delay = KERNEL_RETRY_DELAYS[min(len(start_errors), len(KERNEL_RETRY_DELAYS)) - 1]
+        _log.warning("%s: the kernel did not start (%s); starting it again in %.0f s", name, error, delay)
+        time.sleep(delay)
     duration = time.monotonic() - clock
+    never_started = error is not None and not papermill_error and not interrupted and not cells_started(out)
+    if never_started:
+        error = f"the kernel did not start after {len(start_errors) + 1} attempt(s): {error}"
 
     scrubbed: list[str] = []
     notebook_exists = out.exists() and out.stat().st_size > 0
@@ -147,7 +163,7 @@ def run_notebook(
             if scrub_file(out, secrets):
                 scrubbed.append(out.name)
                 _log.warning("the database password appeared in %s and was replaced by ***", out.name)
-            failed_cell, why = find_failure(nbformat.read(out, as_version=4))
+            failed_cell, why = (None, None) if never_started else find_failure(nbformat.read(out, as_version=4))
         except Exception as exc:  # noqa: BLE001 - e.g. a notebook cut short by a killed kernel
             if secrets:
                 write_private(out, scrub_text(out.read_text(encoding="utf-8", errors="replace"), secrets))
@@ -192,6 +208,9 @@ def run_notebook(
             "report_sha256": audit.sha256_file(report_path) if report_path else None,
             "html": html_path.name if html_path else None,
             "html_sha256": audit.sha256_file(html_path) if html_path else None,
+            "kernel_start_attempts": len(start_errors) + 1,
+            "kernel_start_errors": start_errors,
+            "origin": jsonable(dict(origin)) if origin else None,
         }, secrets),
     )
     if interrupted:  # recorded above; now let the caller stop
@@ -208,7 +227,44 @@ def run_notebook(
         parameters=prepared.effective,
         scrubbed=scrubbed,
         record=record,
+        kernel_start_attempts=len(start_errors) + 1,
     )
+
+
+def _execute(
+    path: Path, out: Path, overrides: dict[str, Any], *, progress_bar: bool, log_output: bool,
+    start_timeout: float, timeout: float | None, kernel_manager_class: type, cwd: Path,
+) -> tuple[str | None, bool, bool]:
+    """One papermill execution: (error, whether papermill named a failing cell, whether interrupted)."""
+    old_umask = os.umask(0o077)  # the kernel and papermill write private files too
+    try:
+        import papermill as pm
+        from papermill.exceptions import PapermillExecutionError
+
+        pm.execute_notebook(
+            str(path),
+            str(out),
+            parameters=overrides,
+            request_save_on_cell_execute=True,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            start_timeout=start_timeout,
+            execution_timeout=timeout,
+            cwd=str(cwd),
+            kernel_manager_class=kernel_manager_class,
+        )
+    except PapermillExecutionError as exc:
+        # exc.cell_index counts cells before papermill added its error banners; the kept
+        # notebook is searched again below so the index points into the file on disk.
+        return f"In [{exc.exec_count}] raised {exc.ename}: {exc.evalue}", True, False
+    except KeyboardInterrupt:
+        return "interrupted by the operator (Ctrl-C)", False, True
+    except Exception as exc:  # noqa: BLE001 - timeout, dead kernel, kernel start failure: recorded
+        first_line = next((line for line in str(exc).splitlines() if line.strip()), "")
+        return f"{type(exc).__name__}: {first_line}".strip(), False, False
+    finally:
+        os.umask(old_umask)
+    return None, False, False
 
 
 def _relative(path: Path) -> str:

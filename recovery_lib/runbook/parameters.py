@@ -142,6 +142,12 @@ class PreparedParameters:
         user = getattr(self.options, "user_id", None) if self.options is not None else self.effective.get("user_id")
         return user if isinstance(user, str) else None
 
+    @property
+    def worker(self) -> str | None:
+        """The run's label among several running at once (``recover -p worker w2``), if any."""
+        worker = getattr(self.options, "worker", None) if self.options is not None else self.effective.get("worker")
+        return worker if isinstance(worker, str) else None
+
 
 def prepare_parameters(
     name: str, path: Path, given: Mapping[str, Any] | None, implied: Mapping[str, Any] | None = None

@@ -3,10 +3,14 @@
 Who owns what::
 
     plan.py       every decision from the seed (ids, owners, outcomes, time ranges), no database
-    profiles.py   the users: how each one's phone and watch export
+    profiles.py   the users: how each one's phone and watch export (shapes cycle by index)
     values.py     what each user's body did: deterministic values of (user, metric, instant)
+    habits.py     every other catalogue metric, and names the catalogue does not know yet
+    dates.py      the exporter's dates, written and read back
     payloads.py   those values in the exporter's JSON shapes (and the corrupt variants)
-    rows.py       the independent row oracle: the rows a generated payload implies
+    workouts.py   workouts, version 1 and 2 with timed series and route
+    entries.py    the data arrays beside metrics (state of mind, medications, ECG, ...)
+    cells.py, rows.py, rows_entries.py   the independent row oracle: the rows a payload implies
     store.py      the plan written as the API would have, then measured
     truth.py      the ground truth (counts only, never a health value)
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from recovery_lib import catalogue
 from recovery_lib.schema import METRIC_TABLES
-from recovery_lib.simulate.payloads import CORRUPT_VARIANTS, build_payload, corrupt_payload
-from recovery_lib.simulate.profiles import PayloadSpec, UserProfile, epoch_minutes, make_profile, points_per_hour
+from recovery_lib.simulate.payloads import CORRUPT_VARIANTS, build_payload, corrupt_payload, points_per_hour
+from recovery_lib.simulate.profiles import PayloadSpec, UserProfile, epoch_minutes, make_profile
 from recovery_lib.simulate.rows import Rows, rows_from_payload
 from recovery_lib.simulate.truth import OUTCOMES
 
@@ -50,13 +51,19 @@ CONNECTION_ERROR = (
 TIMEOUT_ERROR = "psycopg2.errors.QueryCanceled: canceling statement due to statement timeout"
 
 # The order the original tool wrote tables in; a partial success stopped at heart rate, the table
-# whose one-statement insert broke the limit, and lost it and everything after it.
-_WRITE_ORDER = (
-    "activity_metrics",
-    "sleep_metrics",
-    "heart_rate_metrics",
-    "blood_pressure_metrics",
-    "workout_metrics",
+# whose one-statement insert broke the limit, and lost it and everything after it (every family
+# the catalogue added since: body, nutrition, the data arrays, workout series, other_metrics).
+_FIRST = ("activity_metrics", "sleep_metrics", "heart_rate_metrics", "blood_pressure_metrics", "workout_metrics")
+_WRITE_ORDER = (*_FIRST, *(t for t in METRIC_TABLES if t not in _FIRST))
+_ARRAY_TABLES = tuple(dict.fromkeys(
+    t for a in catalogue.ARRAYS.values() for t in (a.table, *(table for table, _ in a.dispatch.values())) if t))
+# What an ordinary silent loss lost besides heart rate, in turn: one group of tables (those with rows).
+_SILENT_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("sleep_metrics",),
+    _ARRAY_TABLES,
+    ("workout_metrics", "workout_samples", "workout_route_points"),
+    ("blood_pressure_metrics", "nutrition_metrics", "body_measurements", "other_metrics"),
+    ("respiratory_metrics", "temperature_metrics", "blood_glucose_metrics", "metabolic_metrics"),
 )
 
 
@@ -283,14 +290,13 @@ def _assign_ranges(plan: list[PlannedIngestion], large_points: int, rng: random.
 
 
 def _pick_second_table(plan: list[PlannedIngestion]) -> None:
-    """Silent losses of ordinary payloads lost heart rate and one more table that has rows."""
+    """Silent losses of ordinary payloads lost heart rate and the tables of one more group that has rows."""
     silent = [i for i in plan if i.outcome == "silent_loss" and not i.large]
-    order = ("sleep_metrics", "blood_pressure_metrics", "workout_metrics")
+    groups = _SILENT_GROUPS
     for k, ing in enumerate(silent):
-        rotated = order[k % 3 :] + order[: k % 3]
-        extra = next((t for t in rotated if ing.rows[t]), None)
-        if extra:
-            ing.dropped_tables.append(extra)
+        rotated = groups[k % len(groups) :] + groups[: k % len(groups)]
+        extra = next((g for g in rotated if any(ing.rows[t] for t in g)), ())
+        ing.dropped_tables += [t for t in extra if ing.rows[t] and t not in ing.dropped_tables]
 
 
 def _build(ing: PlannedIngestion, rng: random.Random) -> None:

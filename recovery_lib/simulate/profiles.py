@@ -1,8 +1,14 @@
 """The generated users: how each one's phone and watch export, and what one payload covers.
 
+Export shapes cycle through the users by index, each with its own period, so that three users
+already cover every table of the catalogue and ten cover every shape: the sleep form of each app
+version, blood pressure combined or split, workouts of version 1 or 2, metric units (metric or
+imperial, kJ, degF, mmol/L), older metric spellings, phones set to 12-hour time, and which
+optional families a user records (their *kit*: clinical, athletic or everyday wellness).
+
     >>> profile = make_profile(0, "0d5f3c0e-0000-4000-8000-000000000000", random.Random(1))
-    >>> profile.email
-    'user00@example.test'
+    >>> profile.email, profile.kit
+    ('user00@example.test', 'clinic')
 """
 
 from __future__ import annotations
@@ -16,6 +22,12 @@ _FIRST_NAMES = ("Émilie", "Jürgen", "Zoë", "Siobhán", "Mateo", "Ana", "Kenji
 _OFFSETS = (-480, 60, 0, -300, 330, 540, -420, 600, -180, 120)  # minutes east of UTC
 _DST_ZONES = {-480, -420, -300, 0, 60, 120}  # zones whose phones switch offset by an hour
 _BP_DEVICES = ("OMRON connect", "Withings BPM Connect", "QardioArm")
+KITS = ("clinic", "athlete", "wellness")
+# 6.6.2 aggregated sleep (totalSleep beside the stages), stage segments, 6.6.2 without a total
+# (asleep 0 beside the stages), and the exports before 6.6.2 (asleep is the total, sources per part).
+SLEEP_FORMS = ("aggregated", "unaggregated", "aggregated_662", "aggregated_legacy")
+
+
 @dataclass(frozen=True)
 class UserProfile:
     """How one user's phone and watch export: fixed for all their payloads."""
@@ -30,10 +42,11 @@ class UserProfile:
     phone: str
     activity_source: str
     bp_device: str
-    sleep_form: str  # 'aggregated' or 'unaggregated'
+    sleep_form: str  # one of SLEEP_FORMS
+    sleep_spelling: str  # unaggregated stages: 'In Bed' and classified stages, or 'InBed' with Unspecified
     bp_form: str  # 'combined', 'split' or 'none'
     bp_pulse: bool
-    workout_version: int  # 1 (flat fields) or 2 ({qty, units} objects)
+    workout_version: int  # 1 (flat fields) or 2 ({qty, units} objects, timed series, route)
     workout_hr_object: bool  # v2: heartRate {avg, max, min} rather than avgHeartRate/maxHeartRate
     distance_unit: str
     energy_unit: str
@@ -41,6 +54,11 @@ class UserProfile:
     stride_km: float
     has_hrv: bool
     has_flights: bool
+    kit: str  # one of KITS: which optional families this user records
+    units: dict[str, str]  # unit kind (catalogue.units) -> the unit this phone shows
+    aliases: bool  # metrics under an older spelling where the catalogue knows one
+    clock12: bool  # a phone set to 12-hour time: "2024-09-21 7:57:00\u202fam +1000"
+    language: str  # 'en' or 'es': the names of symptoms and medications are the phone's language
 
 
 @dataclass(frozen=True)
@@ -58,14 +76,39 @@ def email_for(index: int, users: int) -> str:
     return f"user{index:0{max(2, len(str(users - 1)))}d}@example.test"
 
 
+def _units(index: int, distance: str, energy: str, time: str) -> dict[str, str]:
+    """The units one phone shows, by catalogue unit kind (imperial phones: miles, pounds, degF)."""
+    imperial = distance == "mi"
+    return {
+        "length": distance,  # long distances (walking, cycling, swimming)
+        "short_length": "in" if imperial else "cm",  # heights, steps, waists
+        "stride": "ft" if imperial else "m",  # strides, dives
+        "pool": ("m", "yd")[(index // 3) % 2],  # swimming: a pool's own length unit
+        "energy": energy,
+        "time": time,
+        "mass": "lb" if imperial else "kg",
+        "temperature": "degF" if imperial else "degC",
+        "speed": "mi/hr" if imperial else ("km/hr", "m/s")[index % 2],
+        "volume": ("mL", "fl_oz_us", "L")[(index // 3) % 3],
+        "glucose": ("mmol<180.1558800000541>/L", "mg/dL", "mmol/L")[(index // 3) % 3],  # by kit round
+        "vitamin_d": ("IU", "mcg")[(index // 3) % 2],
+        "duration_ms": "ms",
+        "power": "W",
+        "flow": "L/min",
+        "insulin": "IU",
+    }
+
+
 def make_profile(index: int, user_id: str, rng: random.Random, *, users: int = 10) -> UserProfile:
-    """One user's export settings; the forms (sleep, blood pressure, workouts) cycle by index so
-    that even three users cover every shape."""
+    """One user's export settings; the forms cycle by index so that a few users cover every shape."""
     name = _FIRST_NAMES[index % len(_FIRST_NAMES)]
     offset = _OFFSETS[(index + rng.randrange(len(_OFFSETS))) % len(_OFFSETS)]
     # The first user's watch always carries a unicode name: sources are stored as text.
     watch = f"{name}’s Apple Watch" if index == 0 else rng.choice((f"{name}’s Apple Watch", "Apple Watch"))
     phone = rng.choice((f"{name}’s iPhone", "iPhone"))
+    distance_unit = ("km", "mi")[(index // 2) % 2]
+    energy_unit = ("kcal", "kJ", "kcal")[index % 3]
+    time_unit = ("min", "min", "hr")[(index + 1) % 3]
     return UserProfile(
         index=index,
         user_id=user_id,
@@ -77,27 +120,24 @@ def make_profile(index: int, user_id: str, rng: random.Random, *, users: int = 1
         phone=phone,
         activity_source=rng.choice((watch, phone)),
         bp_device=rng.choice(_BP_DEVICES),
-        sleep_form=("aggregated", "unaggregated")[index % 2],
+        sleep_form=SLEEP_FORMS[index % len(SLEEP_FORMS)],
+        sleep_spelling=("In Bed", "InBed")[(index // len(SLEEP_FORMS)) % 2],
         bp_form=("combined", "split", "none")[index % 3],
         bp_pulse=rng.random() < 0.5,
         workout_version=(2, 1)[index % 2],
         workout_hr_object=rng.random() < 0.6,
-        distance_unit=("km", "mi")[(index // 2) % 2],
-        energy_unit=("kcal", "kJ", "kcal")[index % 3],
-        time_unit=("min", "min", "hr")[(index + 1) % 3],
+        distance_unit=distance_unit,
+        energy_unit=energy_unit,
+        time_unit=time_unit,
         stride_km=round(rng.uniform(0.00068, 0.00082), 6),
         has_hrv=rng.random() < 0.85,
         has_flights=rng.random() < 0.8,
+        kit=KITS[index % len(KITS)],
+        units=_units(index, distance_unit, energy_unit, time_unit),
+        aliases=index % 2 == 1,
+        clock12=index % 4 == 2,
+        language=("en", "en", "es")[(index // 3) % 3],
     )
-
-
-def points_per_hour(profile: UserProfile, hr_step: int) -> float:
-    """About how many points one hour of this user's export holds (to size payloads)."""
-    rate = 60 / hr_step + 4 + 0.45 + 0.13 + (0.16 if profile.has_flights else 0)
-    rate += (3 / 24 if profile.has_hrv else 0) + 1 / 24 + 0.8 / 24
-    rate += {"combined": 1.1 / 24, "split": 2.2 / 24, "none": 0}[profile.bp_form]
-    rate += (1 if profile.sleep_form == "aggregated" else 22) / 24
-    return rate
 
 
 def epoch_minutes(moment: datetime) -> int:

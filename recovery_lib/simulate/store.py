@@ -18,16 +18,18 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import schema
+from recovery_lib.catalogue import GENERIC_TABLE
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
 from recovery_lib.db import run
 from recovery_lib.errors import IncidentExistsError
 from recovery_lib.schema import METRIC_TABLES
-from recovery_lib.simulate.payloads import count_points
+from recovery_lib.simulate.cells import Key
+from recovery_lib.simulate.payloads import count_points, points_by_family
 from recovery_lib.simulate.plan import IncidentPlan, plan_incident
 from recovery_lib.simulate.rows import Rows
 from recovery_lib.simulate.truth import IncidentTruth, IngestionTruth
@@ -42,14 +44,23 @@ def max_params_single_insert(rows: Rows) -> int:
 
 
 def insert_rows(conn: Connection, table_name: str, user_id: str, rows: list[dict[str, Any]]) -> None:
-    """Multi-row inserts of one table, chunked under the parameter limit; existing keys are kept."""
+    """Multi-row inserts of one table, chunked under the parameter limit; existing keys are kept.
+
+    JSON columns hold JSON text in the rows (as the parser gives them); they are bound as values.
+    """
     spec = METRIC_TABLES[table_name]
     per_statement = max(1, (PARAMS_PER_STATEMENT - 1) // len(spec.columns))  # rows x columns < 60,000
+    as_json = [c for c in spec.values if isinstance(spec.table.c[c].type, JSONB)]
     for i in range(0, len(rows), per_statement):
-        chunk = [{"user_id": user_id, **row} for row in rows[i : i + per_statement]]
-        stmt = (
-            pg_insert(spec.table).values(chunk).on_conflict_do_nothing(index_elements=["user_id", spec.key])
-        )
+        chunk = []
+        for row in rows[i : i + per_statement]:
+            bound = {"user_id": user_id, **row}
+            for column in as_json:
+                if bound[column] is not None:
+                    bound[column] = json.loads(bound[column])
+            chunk.append(bound)
+        stmt = pg_insert(spec.table).values(chunk).on_conflict_do_nothing(
+            index_elements=["user_id", *spec.natural_key])
         conn.execute(stmt)
 
 
@@ -114,20 +125,28 @@ def write_plan(engine: Engine, plan: IncidentPlan) -> None:
                 insert_rows(conn, table, ing.profile.user_id, list(ing.rows[table].values()))
 
 
-def _present(conn: Connection, table_name: str, user_id: str, keys: list[datetime]) -> set[datetime]:
-    """Which of ``keys`` the table holds for ``user_id``."""
+def _present(conn: Connection, table_name: str, user_id: str, keys: list[Key]) -> set[Key]:
+    """Which of ``keys`` the table holds for ``user_id`` (``(instant, tag)`` keys for a tagged table)."""
     spec = METRIC_TABLES[table_name]
     t = spec.table
     column = t.c[spec.key]
-    keys_param = sa.bindparam("keys", keys, type_=ARRAY(sa.DateTime(timezone=True)))
-    stmt = sa.select(column).where(t.c.user_id == user_id, column == sa.any_(keys_param))
-    return set(conn.execute(stmt).scalars())
+    if spec.tag is None:
+        keys_param = sa.bindparam("keys", keys, type_=ARRAY(sa.DateTime(timezone=True)))
+        stmt = sa.select(column).where(t.c.user_id == user_id, column == sa.any_(keys_param))
+        return set(conn.execute(stmt).scalars())
+    tag_type = "timestamptz" if isinstance(t.c[spec.tag].type, sa.DateTime) else "text"
+    # Identifiers from the schema; the keys are bound as two parallel arrays.
+    found = run(conn, f"SELECT m.{spec.key}, m.{spec.tag} FROM {spec.name} m "
+                      f"JOIN unnest(%(at)s::timestamptz[], %(tags)s::{tag_type}[]) AS k(at, tag) "
+                      f"ON m.{spec.key} = k.at AND m.{spec.tag} = k.tag WHERE m.user_id = %(user_id)s",
+                {"at": [k[0] for k in keys], "tags": [k[1] for k in keys], "user_id": user_id})  # type: ignore[index]
+    return {(at, tag) for at, tag in found}
 
 
 def measure(engine: Engine, plan: IncidentPlan, *, settings: dict[str, int] | None = None) -> IncidentTruth:
     """The truth, with ``present_rows`` looked up in the database for every expected key."""
     ingestions = []
-    lost: set[tuple[str, str, datetime]] = set()
+    lost: set[tuple[str, str, Key]] = set()
     with engine.connect() as conn:
         for ing in plan.ingestions:
             expected = {t: len(ing.rows[t]) for t in METRIC_TABLES}
@@ -145,6 +164,8 @@ def measure(engine: Engine, plan: IncidentPlan, *, settings: dict[str, int] | No
                     outcome=ing.outcome,
                     created_at=ing.created_at.isoformat(),
                     points=count_points(ing.payload),
+                    points_by_family=points_by_family(ing.payload),
+                    generic_points=generic_points(ing.rows),
                     large=ing.large,
                     payload_size_bytes=len(ing.text.encode("utf-8")),
                     expected_rows=expected,
@@ -172,6 +193,11 @@ def measure(engine: Engine, plan: IncidentPlan, *, settings: dict[str, int] | No
         recoverable_missing_rows_total=len(lost),
         recoverable_missing_by_table={t: by_table[t] for t in METRIC_TABLES},
     )
+
+
+def generic_points(rows: Rows) -> dict[str, int]:
+    """Points kept in ``other_metrics`` per unknown metric name (one row per point)."""
+    return dict(sorted(Counter(name for _, name in rows[GENERIC_TABLE]).items()))
 
 
 def simulate(

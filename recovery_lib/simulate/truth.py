@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from recovery_lib import schema
+from recovery_lib import catalogue, schema
 from recovery_lib.files import write_json
 from recovery_lib.schema import METRIC_TABLES, STATUSES
 
@@ -48,10 +48,43 @@ class IngestionTruth:
     corrupt_category: str | None
     dropped_tables: list[str]  # tables with expected rows that the original tool never wrote
     overlaps_with: str | None  # an earlier payload of the same user whose time range it shares
+    points_by_family: dict[str, int] = field(default_factory=dict)  # catalogue family -> data points
+    generic_points: dict[str, int] = field(default_factory=dict)  # unknown metric name -> points kept
 
     @property
     def missing_total(self) -> int:
         return sum(self.missing_rows.values())
+
+
+def family_of(table: str) -> str:
+    return catalogue.TABLES[table].family
+
+
+def by_family(per_table: dict[str, int]) -> dict[str, int]:
+    """Counts per table summed per catalogue family (every family present, in catalogue order)."""
+    found = dict.fromkeys(catalogue.FAMILIES, 0)
+    for table, n in per_table.items():
+        found[family_of(table)] += n
+    return found
+
+
+def _added(counts: list[dict[str, int]]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for one in counts:
+        found.update(one)
+    return dict(found)
+
+
+def _listed(counts: dict[str, int], unit: str = "") -> str:
+    """``heart rate 1,234; sleep 12`` (largest first, zeros left out), wrapped at about 100 characters."""
+    items = [f"{name} {n:,}{unit}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n]
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + len(item) > 92:
+            lines.append(line)
+            line = ""
+        line += ("; " if line else "") + item
+    return "\n    ".join([*lines, line]) if line else "none"
 
 
 @dataclass
@@ -85,6 +118,25 @@ class IncidentTruth:
         }
 
     @property
+    def missing_by_family(self) -> dict[str, int]:
+        return by_family(self.missing_by_table)
+
+    @property
+    def expected_by_family(self) -> dict[str, int]:
+        """Rows the payloads imply per family, summed per ingestion (pending ones too)."""
+        return by_family(_added([i.expected_rows for i in self.ingestions]))
+
+    @property
+    def points_by_family(self) -> dict[str, int]:
+        """Data points of every payload per family (pending ones too)."""
+        return {f: n for f, n in _added([i.points_by_family for i in self.ingestions]).items() if n}
+
+    @property
+    def generic_points(self) -> dict[str, int]:
+        """Points of metric names the catalogue does not know, kept in other_metrics, per name."""
+        return dict(sorted(_added([i.generic_points for i in self.ingestions]).items()))
+
+    @property
     def loss_ingestions(self) -> list[str]:
         """Ingestions with rows missing, pending ones excluded (they are not lost, only late)."""
         return [i.id for i in self.ingestions if i.outcome != "pending" and i.missing_total > 0]
@@ -116,6 +168,11 @@ class IncidentTruth:
             "missing_by_table": self.missing_by_table,
             "recoverable_missing_rows_total": self.recoverable_missing_rows_total,
             "recoverable_missing_by_table": dict(self.recoverable_missing_by_table),
+            "points_by_family": self.points_by_family,
+            "expected_by_family": self.expected_by_family,
+            "missing_by_family": self.missing_by_family,
+            "recoverable_missing_by_family": by_family(self.recoverable_missing_by_table),
+            "generic_points": self.generic_points,
             "loss_ingestions": self.loss_ingestions,
             "silent_loss_ingestions": self.silent_loss_ingestions,
             "status_counts": self.status_counts,
@@ -132,7 +189,8 @@ class IncidentTruth:
         lines = [
             f"Simulated incident: seed {self.seed}, now {self.now.isoformat()}",
             f"  users: {len(self.users)}, ingestions: {len(self.ingestions)}, "
-            f"data points: {sum(i.points for i in self.ingestions):,}",
+            f"data points: {sum(i.points for i in self.ingestions):,}, by family:",
+            f"    {_listed(self.points_by_family)}",
             "  status: " + ", ".join(f"{s} {n}" for s, n in self.status_counts.items()),
             "  outcome: " + ", ".join(f"{o} {n}" for o, n in self.outcome_counts.items()),
         ]
@@ -143,12 +201,13 @@ class IncidentTruth:
                 f"  large payloads: {len(large)} ({over} need more than {PARAMETER_LIMIT:,} parameters in a "
                 f"one-statement insert; {needs[0]:,} to {needs[-1]:,})"
             )
-        missing = self.missing_by_table
         lines.append(
             f"  rows missing: {self.missing_rows_total:,} in {len(self.loss_ingestions)} ingestions "
-            f"({self.recoverable_missing_rows_total:,} distinct keys to recover)"
-            + "".join(f"\n    {t}: {n:,}" for t, n in missing.items() if n)
+            f"({self.recoverable_missing_rows_total:,} distinct keys to recover), by family:\n"
+            f"    {_listed(self.missing_by_family)}"
         )
+        generic = self.generic_points
+        lines.append(f"  unknown metric names (kept in other_metrics): {_listed(generic, ' points')}")
         lines.append(
             f"  silent loss: {len(self.silent_loss_ingestions)} ingestions say processed but lack rows"
         )

@@ -16,13 +16,12 @@ import hashlib
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
+from recovery_lib.catalogue.units import conversion
 from recovery_lib.simulate.profiles import UserProfile
-from recovery_lib.simulate.rows import UNIT_FAMILIES
 
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"  # the documented yyyy-MM-dd HH:mm:ss Z
 DAY = 1440  # minutes
+# (name, km per minute): what anyone records
 WORKOUT_TYPES = (
     ("Outdoor Run", 0.16),
     ("Outdoor Walk", 0.09),
@@ -32,6 +31,9 @@ WORKOUT_TYPES = (
     ("Yoga", 0.0),
     ("High Intensity Interval Training", 0.0),
 )
+# and what athletes also do (the sports whose metrics only they send)
+ATHLETE_TYPES = (*WORKOUT_TYPES, ("Pool Swim", 0.035), ("Downhill Skiing", 0.3), ("Underwater Diving", 0.0))
+OUTDOOR = frozenset({"Outdoor Run", "Outdoor Walk", "Outdoor Cycling", "Hiking", "Downhill Skiing"})
 
 def rand(user_id: str, metric: str, t: int) -> tuple[float, float, float, float]:
     """Four uniforms in [0, 1) that depend only on (user, metric, instant)."""
@@ -49,16 +51,14 @@ def grid(start: int, end: int, step: int, offset: int, phase: int = 0) -> range:
     return range(first, end, step)
 
 
-def fmt(t: int, tz: timezone) -> str:
-    return datetime.fromtimestamp(t * 60, tz).strftime(DATE_FORMAT)
-
-
-def convert(value: float, unit: str, family: str) -> float:
-    """A value in the table's unit expressed in ``unit`` (the inverse of the doc's factors)."""
-    factors = UNIT_FAMILIES.get(family)
-    if factors is None:
-        return value
-    return round(value / factors[unit], 4)
+def shown(value: float, kind: str | None, unit: str, column_unit: str) -> float:
+    """A value in the column's unit as the phone shows it in ``unit`` (the conversion's inverse), rounded."""
+    if kind is not None:
+        found = conversion(kind, unit, column_unit)
+        assert found is not None, (kind, unit)
+        scale, offset = found
+        value = (value - offset) / scale
+    return round(value, 4) if abs(value) >= 0.1 else float(f"{value:.4g}")
 
 
 def heart_rate(p: UserProfile, t: int) -> dict[str, float]:
@@ -81,19 +81,19 @@ def activity(p: UserProfile, t: int) -> dict[str, float]:
     active = steps * 0.042 + (4 + 22 * r[2] if day else 1 + 2 * r[2])
     out: dict[str, float] = {
         "step_count": steps,
-        "walking_running_distance": convert(km * 1000, p.distance_unit, "distance"),
-        "active_energy": convert(active, p.energy_unit, "energy"),
-        "basal_energy_burned": convert(61 + 15 * r[3], p.energy_unit, "energy"),
+        "walking_running_distance": shown(km * 1000, "length", p.distance_unit, "m"),
+        "active_energy": shown(active, "energy", p.energy_unit, "kcal"),
+        "basal_energy_burned": shown(61 + 15 * r[3], "energy", p.energy_unit, "kcal"),
     }
     f = rand(p.user_id, "flights_climbed", t)
     if p.has_flights and day and f[0] > 0.75:
         out["flights_climbed"] = int(1 + 9 * f[1])
     e = rand(p.user_id, "apple_exercise_time", t)
     if day and e[0] > 0.8:
-        out["apple_exercise_time"] = convert(int(1 + 45 * e[1]), p.time_unit, "time")
+        out["apple_exercise_time"] = shown(int(1 + 45 * e[1]), "time", p.time_unit, "min")
     s = rand(p.user_id, "apple_stand_time", t)
     if day and s[0] > 0.3:
-        out["apple_stand_time"] = convert(int(1 + 14 * s[1]), p.time_unit, "time")
+        out["apple_stand_time"] = shown(int(1 + 14 * s[1]), "time", p.time_unit, "min")
     return out
 
 
@@ -178,6 +178,7 @@ def nights(p: UserProfile, start: int, end: int) -> Iterator[Night]:
 
 def workouts(p: UserProfile, start: int, end: int) -> Iterator[tuple[int, int, str, float]]:
     """(start, end, name, km per minute) of the workouts wholly inside [start, end)."""
+    types = ATHLETE_TYPES if p.kit == "athlete" else WORKOUT_TYPES
     for d in daily(start, end, p.offset):
         r = rand(p.user_id, "workouts", d)
         base = d * DAY - p.offset
@@ -187,7 +188,7 @@ def workouts(p: UserProfile, start: int, end: int) -> Iterator[tuple[int, int, s
         if r[0] > 0.4:
             slots.append(base + 17 * 60 + 30 + 5 * int(30 * r[2]))
         for k, begin in enumerate(slots):
-            name, speed = WORKOUT_TYPES[int(len(WORKOUT_TYPES) * ((r[3] + 0.37 * k) % 1))]
+            name, speed = types[int(len(types) * ((r[3] + 0.37 * k) % 1))]
             w = rand(p.user_id, "workout", begin)
             finish = begin + 20 + int(70 * w[0])
             if start <= begin and finish <= end:
