@@ -24,6 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from recovery_lib import params as p
@@ -56,8 +57,13 @@ class RecoveryOptions:
     include_silent_loss: bool = True  # also reconcile 'processed' ingestions (silent loss)
     insert_method: str = "sql"  # sql | copy | insert
     runs_dir: str | None = None  # a notebook run's runs folder: the restoration notices go there (CLI: --report-dir)
+    require_verified: bool = False  # an unverifiable checksum fails the ingestion (checksum_unverifiable)
+    preview_report: str | None = None  # a preview's report: recover only what it previewed, unchanged
     worker: str | None = None  # this run's label among several at once (run name, recovery_log, report)
     batch_config: BatchConfig = field(default_factory=BatchConfig.default, compare=False)
+    # From preview_report: ingestion id -> the SHA-256 of the stored value the preview saw; its run id.
+    pins: Mapping[str, str] | None = field(default=None, compare=False)
+    preview_run_id: str | None = field(default=None, compare=False)
 
     #: Parameters an environment variable can set when the caller leaves them None.
     ENVIRONMENT = {
@@ -78,7 +84,7 @@ class RecoveryOptions:
         :class:`~recovery_lib.errors.BatchConfigError`). Explicit arguments win.
         """
         env = os.environ if env is None else env
-        names = {f.name for f in fields(cls)} - {"batch_config"}
+        names = {f.name for f in fields(cls)} - {"batch_config", "pins", "preview_run_id"}
         _refuse_unknown("recovery", values, names)
         defaults = cls()
 
@@ -99,6 +105,7 @@ class RecoveryOptions:
         batch_size, batch_size_name = given("batch_size")
         verify, verify_name = given("verify")
         jobs, jobs_name = given("max_concurrent_jobs")
+        preview = p.validate_preview_report(values.get("preview_report"))
         return cls(
             user_id=p.validate_user_id(values.get("user_id")),
             statuses=tuple(p.validate_statuses(list(DEFAULT_STATUSES) if statuses is None else statuses)),
@@ -112,8 +119,12 @@ class RecoveryOptions:
             ),
             insert_method=insert_method,
             runs_dir=None if values.get("runs_dir") is None else p.validate_folder(values["runs_dir"], name="runs_dir"),
+            require_verified=p.validate_bool(values.get("require_verified") or False, name="require_verified"),
+            preview_report=preview[0] if preview else None,
             worker=p.validate_worker(values.get("worker")),
             batch_config=(batch_config or BatchConfig.from_env(env)).validate(),
+            pins=MappingProxyType(preview[2]) if preview else None,
+            preview_run_id=preview[1] if preview else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +133,11 @@ class RecoveryOptions:
             "user_id": self.user_id, "statuses": list(self.statuses), "batch_size": self.batch_size,
             "verify": self.verify, "max_concurrent_jobs": self.max_concurrent_jobs, "dry_run": self.dry_run,
             "include_silent_loss": self.include_silent_loss, "insert_method": self.insert_method,
-            "runs_dir": self.runs_dir, "worker": self.worker, "batch_config": self.batch_config.to_dict(),
+            "runs_dir": self.runs_dir,
+            "require_verified": self.require_verified, "preview_report": self.preview_report,
+            "preview_run_id": self.preview_run_id,
+            "previewed_ingestions": None if self.pins is None else len(self.pins),
+            "worker": self.worker, "batch_config": self.batch_config.to_dict(),
         }
 
 

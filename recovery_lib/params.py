@@ -34,6 +34,7 @@ __all__ = [
     "validate_hours",
     "validate_max_concurrent_jobs",
     "validate_percent",
+    "validate_preview_report",
     "validate_since",
     "validate_statuses",
     "validate_user_id",
@@ -226,3 +227,40 @@ def parse_instant(text: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_preview_report(value: Any, *, name: str = "preview_report") -> tuple[str, str, dict[str, str]] | None:
+    """A preview's report file (the JSON a dry run writes): ``(path, run_id, {ingestion id: stored SHA-256})``.
+
+    None for no report. The file must be a dry run's report whose ingestions carry the SHA-256 of
+    the stored value the preview saw (``stored_sha256``); the ingestions it skipped are not pinned.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    path = str(value).strip() if isinstance(value, (str, os.PathLike)) else None
+    if not path or "\0" in path:
+        raise ParameterError(f"{name} must be the path of a preview's report (.json), got {_shown(value)}")
+    try:
+        with open(path, encoding="utf-8") as file:
+            report = json.load(file)
+    except OSError as exc:
+        raise ParameterError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ParameterError(f"{name}: {path} is not JSON (a preview's report is)") from None
+    entries = report.get("ingestions") if isinstance(report, dict) else None
+    if not isinstance(report, dict) or report.get("dry_run") is not True or not isinstance(entries, list):
+        raise ParameterError(f"{name}: {path} is not the report of a preview (a dry run's report with ingestions)")
+    pins: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("outcome") == "skipped":
+            continue
+        ingestion = validate_user_id(entry.get("ingestion_id"), name=f"{name}: an ingestion_id")
+        sha = entry.get("stored_sha256")
+        if ingestion is None or not (isinstance(sha, str) and _SHA256.match(sha)):
+            raise ParameterError(f"{name}: {path} has an ingestion without its id and stored_sha256 (a preview "
+                                 "made before checksums were recorded? preview again)")
+        pins[ingestion] = sha
+    return path, str(report.get("run_id") or ""), pins

@@ -152,39 +152,43 @@ def _mask(bits: int, width: int) -> str:
 
 def expected_keys(
     conn: Connection, ingestion_id: str, *, now: datetime | None = None, use_sql: bool = True,
-    payload_size: int | None = None,
+    payload_size: int | None = None, found: stored.Stored | None = None,
 ) -> Expectation:
     """The distinct keys per table one stored payload implies, the columns filled at each, and what was rejected.
 
     With ``use_sql``, PostgreSQL lists the keys of the simple metrics when it can do so exactly
     like the parser (:func:`~recovery_lib.payload.sql_plan.expected_keys`); the parser streams the rest, or all.
     A payload known to be under ``SQL_KEYS_MIN_BYTES`` goes to the parser: for a few hundred
-    points, the statements' round trips cost more than parsing.
+    points, the statements' round trips cost more than parsing. ``found``: the stored form
+    (:func:`~recovery_lib.payload.stored.inspect`, looked up when not given); only the exporter's
+    form stored as the value goes to SQL, and a placeholder has no keys (``body_not_stored``).
     """
     parser = PayloadParser(now=now)
-    found: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}
+    filled: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}  # key -> columns, as bits
     skip: list[int] = []
     listed_points = 0
-    if payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES or not catalogue_bound():
-        use_sql = False  # the SQL listing knows the catalogue's tables only
+    found = found or stored.inspect(conn, ingestion_id)
+    if (payload_size is not None and payload_size < SQL_KEYS_MIN_BYTES) or not found.sql_ready or not catalogue_bound():
+        use_sql = False  # the SQL listing knows the exporter's form in the catalogue's tables only
     all_bits = _bits()
     shaped: stored.Structure | None = None
     if use_sql:
-        shaped = stored.structure(conn, ingestion_id)
+        shaped = stored.structure(conn, ingestion_id, stored=found)
     if shaped is not None and shaped.ok:
         with cursor(conn) as cur:
             listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
         if listed is not None:
             for name, keys in listed[0].items():
                 for key, mask in zip(keys, listed[1][name], strict=True):
-                    found[name][key] = found[name].get(key, 0) | int(mask[::-1], 2)
+                    filled[name][key] = filled[name].get(key, 0) | int(mask[::-1], 2)
             skip, listed_points = listed[2], listed[3]
     try:
-        for row in parser.rows(stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped)):
+        items = stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped, stored=found)
+        for row in parser.rows(items):
             bits, columns = all_bits[row.table], 0
             for column in row.values:
                 columns |= bits.get(column, 0)
-            table = found[row.table]
+            table = filled[row.table]
             table[row.key] = table.get(row.key, 0) | columns
     except PayloadError as exc:
         empty: dict[str, list[Any]] = {name: [] for name in METRIC_TABLES}
@@ -194,7 +198,7 @@ def expected_keys(
     accounting = Accounting.of_parser(parser.summary())
     accounting.points += listed_points
     accounting.stored += listed_points
-    ordered = {name: sorted(keys.items(), key=_key_order) for name, keys in found.items()}
+    ordered = {name: sorted(keys.items(), key=_key_order) for name, keys in filled.items()}
     return Expectation(
         {name: [key for key, _ in items] for name, items in ordered.items()},
         {name: [_mask(bits, len(METRIC_TABLES[name].checked)) for _, bits in items] for name, items in ordered.items()},

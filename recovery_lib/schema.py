@@ -17,13 +17,18 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import catalogue
-from recovery_lib.catalogue.model import FLOAT, JSON, TEXT, TIMESTAMP, TableSpec
+from recovery_lib.catalogue.model import BOOL, FLOAT, JSON, TEXT, TIMESTAMP, TableSpec
 
 metadata = sa.MetaData()
 
-STATUSES = ("pending", "processed", "partial_success", "error", "recovered", "recovery_failed")
-# Groups of statuses (a NULL status counts as pending).
-NON_PENDING = tuple(s for s in STATUSES if s != "pending")
+# This tool's statuses, then the Health Export API's others (api-db: ``parsing``, ``validation`` and
+# ``processing`` are the stages of an upload over 10 MiB, ``failed`` its failure, ``ready`` an MQTT
+# message): any of them can be recovered (``--status parsing``).
+OWN_STATUSES = ("pending", "processed", "partial_success", "error", "recovered", "recovery_failed")
+API_STATUSES = ("parsing", "validation", "processing", "failed", "ready")
+STATUSES = (*OWN_STATUSES, *API_STATUSES)
+# Groups of statuses (a NULL status counts as pending); the API's stages are in none of them.
+NON_PENDING = tuple(s for s in OWN_STATUSES if s != "pending")
 FAILED = ("error", "partial_success", "recovery_failed")
 SUCCESS = ("processed", "recovered")
 WORKER_DONE = ("processed", "partial_success", "error")  # statuses the ingestion worker itself sets
@@ -58,7 +63,7 @@ raw_ingestions = sa.Table(
     sa.Index("ix_raw_ingestions_created", "created_at"),
 )
 
-_TYPES = {FLOAT: sa.Double, TEXT: sa.Text, TIMESTAMP: sa.DateTime(timezone=True), JSON: JSONB}
+_TYPES = {FLOAT: sa.Double, TEXT: sa.Text, TIMESTAMP: sa.DateTime(timezone=True), JSON: JSONB, BOOL: sa.Boolean}
 # The constraint names databases created before the catalogue already have.
 _CONSTRAINTS = {
     "heart_rate_metrics": "uq_heart_rate_user_time",

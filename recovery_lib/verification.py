@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 
 from recovery_lib import db, reconcile, target
 from recovery_lib.accounting import Accounting, total
-from recovery_lib.error_patterns import error_texts
+from recovery_lib.error_patterns import error_texts, split_notes
 from recovery_lib.files import write_json
 from recovery_lib.options import VerifyOptions
 from recovery_lib.redact import mask_url
-from recovery_lib.schema import VERIFIED_STATUSES
+from recovery_lib.schema import SUCCESS, VERIFIED_STATUSES
 from recovery_lib.store import ingestions
 from recovery_lib.target import target_line
 
@@ -29,11 +29,13 @@ from recovery_lib.target import target_line
 def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()``."""
     names = Accounting.of_dict(data.get("accounting")).names_line()
+    lost = data.get("unrecoverable_loss") or 0
     return (
         f"{data.get('ingestions_checked', 0)} ingestions checked, {data.get('missing_metrics_total', 0)} rows missing, "
         f"{data.get('missing_values_total', 0)} values missing, "
         f"{len(data.get('recovery_failed') or [])} recovery_failed" + (f"; {names}" if names else "")
         + target_line(data.get("target"))
+        + (f"; {lost} bodies never stored (unrecoverable loss: the client must resend)" if lost else "")
     )
 
 
@@ -52,6 +54,9 @@ class VerificationReport:
     accounting: Accounting = field(default_factory=Accounting)
     unsupported: list[dict[str, Any]] = field(default_factory=list)  # ingestions with points that have no table
     target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
+    # Placeholders (any status): the body never reached the database. ``lost`` unless the API itself
+    # processed it (its background task then had the body); lost ones are unrecoverable loss.
+    bodies_not_stored: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def missing_metrics_total(self) -> int:
@@ -62,9 +67,15 @@ class VerificationReport:
         return sum(self.missing_values_by_table.values())
 
     @property
+    def unrecoverable_loss(self) -> int:
+        """Ingestions whose body was never stored and never processed: only the client can send them again."""
+        return sum(1 for b in self.bodies_not_stored if b["lost"])
+
+    @property
     def ok(self) -> bool:
-        """Nothing missing, and no point without a place: every ingestion checked is complete."""
-        return self.missing_metrics_total == 0 and self.missing_values_total == 0 and not self.unsupported
+        """Nothing missing, no point without a place, no body lost: every ingestion checked is complete."""
+        return (self.missing_metrics_total == 0 and self.missing_values_total == 0 and not self.unsupported
+                and not self.unrecoverable_loss)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +95,8 @@ class VerificationReport:
             "accounting": self.accounting.to_dict(),
             "unsupported": self.unsupported,
             "target": self.target,
+            "bodies_not_stored": self.bodies_not_stored,
+            "unrecoverable_loss": self.unrecoverable_loss,
             "ok": self.ok,
         }
 
@@ -118,9 +131,13 @@ def verify(engine: Engine | None = None, options: VerifyOptions | None = None, /
             for r in results if r.accounting.unsupported
         ]
         report.status_counts = ingestions.status_counts(conn, **scope)
+        report.bodies_not_stored = [
+            {"ingestion_id": r.id, "user_id": r.user_id, "status": r.status, "payload_size_bytes": r.payload_size_bytes,
+             "lost": r.status not in SUCCESS}
+            for r in ingestions.placeholders(conn, **scope)
+        ]
         for ingestion_id, owner, errors in ingestions.recovery_failures(conn, **scope):
-            notes = [e for e in (errors if isinstance(errors, list) else [errors]) if isinstance(e, dict)]
-            recovery_notes = [n for n in notes if n.get("source") == "recovery"]
+            recovery_notes = split_notes(errors)[1]
             report.recovery_failed.append(
                 {
                     "ingestion_id": ingestion_id,

@@ -95,3 +95,16 @@ def runbook(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
                          {"r": role})
             conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+
+
+@pytest.fixture()
+def api_engine(engine: Engine) -> Iterator[Engine]:
+    """An engine on a database whose ingestion tables are the Health Export API's own (its DDL: users,
+    api_keys, processing_jobs, raw_ingestions); ``init_db`` adds this project's tables beside them."""
+    import api_schema
+
+    schema.drop_all(engine)
+    api_schema.create_api_tables(engine)
+    schema.init_db(engine)
+    yield engine
+    api_schema.drop_api_tables(engine)  # processing_jobs refers to raw_ingestions: the next reset drops the rest

@@ -25,10 +25,10 @@ DEFAULTS = {
     "monitor": {"hours": MonitorOptions().hours, "deep_check": MonitorOptions().deep_check,
                 **Thresholds().to_dict()},
     "preview": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "require_verified")},
     "recover": {name: getattr(RecoveryOptions(), name) for name in
-                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "worker",
-                 "runs_dir")},
+                ("user_id", "statuses", "batch_size", "verify", "max_concurrent_jobs", "dry_run", "require_verified",
+                 "preview_report", "worker", "runs_dir")},
     "verify": {"since": VerifyOptions.DEFAULT_SINCE, "user_id": None},
     "review": {"weeks": ReviewOptions().weeks, "runs_dir": ReviewOptions().runs_dir},
     "undo": {"run_id": None, "dry_run": UndoOptions().dry_run},  # run_id is required: no default

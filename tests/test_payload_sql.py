@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from recovery_lib import reconcile, recovery
-from recovery_lib.catalogue import Field, lookup
+from recovery_lib.catalogue import Field, lookup, table_columns
+from recovery_lib.catalogue.model import BOOL, FLOAT, TEXT
 from recovery_lib.catalogue.units import UNITS as CATALOGUE_UNITS
 from recovery_lib.catalogue.units import conversion
 from recovery_lib.payload import PayloadParser
@@ -694,8 +695,16 @@ def present_rows(draw: st.DrawFn) -> list[tuple[str, int, dict[str, object]]]:
     for table, minute in draw(st.lists(st.tuples(st.sampled_from(SIMPLE_TABLES), st.integers(0, 7)), max_size=4,
                                        unique=True)):
         columns = draw(st.lists(st.sampled_from(METRIC_TABLES[table].values), max_size=3, unique=True))
-        rows.append((table, minute, {c: "Old source" if c == "source_device" else 72.0 for c in columns}))
+        rows.append((table, minute, {c: _OLD_VALUES[c] if c in _OLD_VALUES else _OLD_BY_TYPE[_TYPES[table][c]]
+                                     for c in columns}))
     return rows
+
+
+# A value already present, by the column's type: the API's internal form gives these tables text and
+# yes/no columns too (a heart rate's context, an activity's apple_stand_hour_achieved).
+_TYPES = {table: {c.name: c.type for c in table_columns(table)} for table in SIMPLE_TABLES}
+_OLD_BY_TYPE: dict[str, object] = {FLOAT: 72.0, TEXT: "old text", BOOL: True}
+_OLD_VALUES: dict[str, object] = {"source_device": "Old source"}
 
 
 @settings(max_examples=30, deadline=None,

@@ -47,25 +47,31 @@ def test_recovery_postgresql_parameter_limit(engine, method):
 
 
 def test_recovery_verification_checksums(engine):
+    """The exporter's body stored as jsonb: a hash of the jsonb text verifies; any other hash cannot be
+    checked (the bytes it was computed from are gone), so the payload is recovered and the report says
+    so, unless require_verified. (A mismatch needs a rendering the tool reproduces: tests/test_checksums.py.)"""
     user = add_user(engine)
     good = add_ingestion(engine, user, hr_payload(T0, 10), errors=PARAM_LIMIT_ERROR)
-    bad = add_ingestion(engine, user, hr_payload(T0 + timedelta(days=1), 10), errors=PARAM_LIMIT_ERROR,
-                        payload_hash="0" * 64)
+    other = add_ingestion(engine, user, hr_payload(T0 + timedelta(days=1), 10), errors=PARAM_LIMIT_ERROR,
+                          payload_hash="0" * 64)
 
-    first = run(engine)
-    assert first["checksums"] == {"verified": 1, "mismatched": 1, "missing": 0, "skipped": 0}
-    assert statuses(engine) == {good: "recovered", bad: "recovery_failed"}
-    assert first["failure_categories"] == {"checksum_mismatch": 1}
+    strict = run(engine, require_verified=True)
+    assert strict["checksums"] == {"verified": 1, "mismatch": 0, "unverifiable": 1, "missing": 0, "skipped": 0}
+    assert strict["checksum_renderings"] == {"jsonb_text": 1}
+    assert statuses(engine) == {good: "recovered", other: "recovery_failed"}
+    assert strict["failure_categories"] == {"checksum_unverifiable": 1}
     with engine.connect() as conn:
         errors = conn.execute(sa.text("SELECT processing_errors FROM raw_ingestions WHERE id = :id"),
-                              {"id": bad}).scalar_one()
+                              {"id": other}).scalar_one()
     assert errors[0] == PARAM_LIMIT_ERROR[0], "the original error is kept"
-    assert errors[1]["category"] == "checksum_mismatch" and errors[1]["source"] == "recovery"
+    assert errors[1]["category"] == "checksum_unverifiable" and errors[1]["source"] == "recovery"
 
-    # --no-verify: the mismatching payload is recovered anyway.
-    second = run(engine, statuses=["recovery_failed"], verify=False)
-    assert second["checksums"]["skipped"] == 1 and second["recovered"] == 1
-    assert statuses(engine)[bad] == "recovered"
+    # By default an unverifiable checksum is reported and the payload recovered.
+    second = run(engine, statuses=["recovery_failed"])
+    assert second["checksums"]["unverifiable"] == 1 and second["recovered"] == 1
+    [outcome] = second["ingestions"]
+    assert outcome["checksum_rendering"] is None and len(outcome["stored_sha256"]) == 64
+    assert statuses(engine)[other] == "recovered"
     assert count(engine, "heart_rate_metrics") == 20
 
 

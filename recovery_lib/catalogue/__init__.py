@@ -20,10 +20,12 @@ Who owns what::
     vitals.py, activity.py, nutrition.py    the metrics of data.metrics
     arrays.py     stateOfMind, medications, symptoms, cycleTracking, ecg, heartRateNotifications;
                   a workout's timed series and route
+    internal.py   the API's internal form: type tag -> table, the fields of every build (api_builds.json)
 """
 
 from __future__ import annotations
 
+from recovery_lib.catalogue import internal
 from recovery_lib.catalogue.activity import ACTIVITIES
 from recovery_lib.catalogue.arrays import ARRAYS, ROUTE_FIELDS, WORKOUT_ROUTE, WORKOUT_SAMPLES, WORKOUT_SERIES
 from recovery_lib.catalogue.model import TEXT, TIMESTAMP, ArraySpec, Column, Field, MetricSpec, TableSpec
@@ -118,12 +120,16 @@ def _filled_columns(table: str) -> list[Column]:
     return found
 
 
-def table_columns(table: str) -> tuple[Column, ...]:
-    """Every value column of ``table`` (not the key or tag): its own, then those filled, then the source."""
+def table_columns(table: str, *, internal_form: bool = True) -> tuple[Column, ...]:
+    """Every value column of ``table`` (not the key or tag): its own, then those filled, then the source,
+    then (unless ``internal_form`` is False) the columns only the API's internal form fills (:mod:`.internal`)."""
     spec = TABLES[table]
     own = [c for c in spec.columns if c.name != "source_device"]
     seen: dict[str, Column] = {}
     for column in (*own, *_filled_columns(table), *(c for c in spec.columns if c.name == "source_device")):
         previous = seen.setdefault(column.name, column)
         assert previous.type == column.type, f"{table}.{column.name} is both {previous.type} and {column.type}"
+    for column in internal.columns(table) if internal_form else ():
+        # A column the catalogue has keeps its type (a cycle-tracking text the API sends as a bool).
+        seen.setdefault(column.name, column)
     return tuple(seen.values())

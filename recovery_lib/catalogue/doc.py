@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import sys
 
-from recovery_lib.catalogue import ARRAYS, FAMILIES, METRICS, TABLES, table_columns
+from recovery_lib.catalogue import ARRAYS, FAMILIES, METRICS, TABLES, internal, table_columns
 from recovery_lib.catalogue.arrays import ROUTE_FIELDS, WORKOUT_ROUTE, WORKOUT_SAMPLES, WORKOUT_SERIES
 from recovery_lib.catalogue.model import FLOAT, Field
 from recovery_lib.db import PROJECT_ROOT
@@ -69,12 +69,22 @@ def render() -> str:
               "workout's start.", "", "| series | fields -> columns |", "| --- | --- |"]
     lines += [f"| `{name}` | {'; '.join(_field(f) for f in fields)} |" for name, fields in WORKOUT_SERIES.items()]
     lines.append(f"| `route` | {'; '.join(_field(f) for f in ROUTE_FIELDS)} |")
-    lines += ["", "### Tables", "", "| table | family | natural key | columns |", "| --- | --- | --- | --- |"]
+    lines += ["", "### The API's internal form", "",
+              "Each object of `data.metrics` is one row of the table of its `type`; its keys are that table's "
+              "columns (`id`, `user_id` and `created_at` are the API's bookkeeping and are not read). An entry of "
+              "`data.workouts` is a `Workout`.", "", "| `type` | table |", "| --- | --- |"]
+    lines += [f"| `{tag}` | `{table}` |" for tag, table in internal.TYPE_TABLES.items()]
+    lines += ["", "### Tables", "",
+              "| table | family | natural key | columns | columns only the API's internal form fills |",
+              "| --- | --- | --- | --- | --- |"]
     for table in TABLES.values():
         key = ", ".join(f"`{k}`" for k in ("user_id", table.key, *((table.tag,) if table.tag else ())))
-        columns = ", ".join(f"`{c.name}`" for c in table_columns(table.name))
-        lines.append(f"| `{table.name}` | {table.family} | {key} | {columns} |")
+        own = table_columns(table.name, internal_form=False)
+        columns = ", ".join(f"`{c.name}`" for c in own)
+        extra = ", ".join(f"`{c.name}`" for c in table_columns(table.name)[len(own):]) or "-"
+        lines.append(f"| `{table.name}` | {table.family} | {key} | {columns} | {extra} |")
     return "\n".join(lines) + "\n"
+
 
 
 def write(path=DOC) -> bool:

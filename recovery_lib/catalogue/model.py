@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Column types of this project's own schema (the target database's may differ; see issue 13).
-FLOAT, TEXT, TIMESTAMP, JSON = "float", "text", "timestamp", "json"
+# Column types of this project's own schema (the target database's may differ; see issue 13). BOOL holds
+# the yes/no fields of the API's internal form (catalogue/internal.py); no Health Auto Export field has one.
+FLOAT, TEXT, TIMESTAMP, JSON, BOOL = "float", "text", "timestamp", "json", "bool"
 
 
 @dataclass(frozen=True)

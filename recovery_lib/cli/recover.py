@@ -20,6 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover.add_argument("--user-id", help="only this user's ingestions (a UUID)")
     recover.add_argument("--no-verify", action="store_true", help="skip the payload checksum comparison")
     recover.add_argument(
+        "--require-verified", action="store_true",
+        help="fail an ingestion whose checksum is unverifiable (no rendering reproduces payload_hash)")
+    recover.add_argument(
+        "--from-preview", metavar="PATH",
+        help="a preview's report (recover --dry-run's data_recovery_report_*.json, or run preview's .json): "
+             "recover only what it previewed, refusing any ingestion whose stored payload changed since")
+    recover.add_argument(
         "--status", nargs="+", metavar="S", help="statuses to recover (default: error partial_success)")
     recover.add_argument("--no-silent-loss", action="store_true", help="skip reconciling 'processed' ingestions")
     recover.add_argument(
@@ -61,8 +68,13 @@ def _summary(report: dict[str, Any]) -> str:
     for name, t in report["tables"].items():
         lines.append(f"    {name:<24} expected {t['expected']:>8} missing {t['missing_before']:>8} "
                      f"inserted {t['inserted']:>8}")
+    checks = ", ".join(f"{n} {verdict}" for verdict, n in report["checksums"].items() if n)
+    lines.append(f"  checksums: {checks or 'none'}" + (
+        f" (matched: {', '.join(report['checksum_renderings'])})" if report["checksum_renderings"] else ""))
     if report["failure_categories"]:
         lines.append(f"  failures by category: {report['failure_categories']}")
+    for body in report["bodies_not_stored"]:
+        lines.append(f"  body never stored (placeholder; the client must resend): ingestion {body['ingestion_id']}")
     return "\n".join(lines)
 
 
@@ -99,6 +111,7 @@ def _recover(args: argparse.Namespace) -> int:
         args, statuses=args.status, verify=False if args.no_verify else None,
         max_concurrent_jobs=args.max_concurrent_jobs, dry_run=args.dry_run,
         include_silent_loss=not args.no_silent_loss, insert_method=args.insert_method,
+        require_verified=args.require_verified, preview_report=args.from_preview,
     )
 
 

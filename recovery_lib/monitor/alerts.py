@@ -165,6 +165,7 @@ def recommendations(
     recovery_failed: int,
     unparseable: int,
     users_needing_recovery: int,
+    unrecoverable: int = 0,
 ) -> list[str]:
     """Plain sentences, each present exactly when its condition holds (see the code: one ``if`` each);
     ``"No action needed ..."`` alone when none holds."""
@@ -203,6 +204,12 @@ def recommendations(
         found.append(
             f"{_n(unparseable, 'payload')} cannot be parsed at all: no automatic recovery is possible, "
             f"inspect {'it' if unparseable == 1 else 'them'} by hand."
+        )
+    if unrecoverable:
+        found.append(
+            f"{_n(unrecoverable, 'payload was', 'payloads were')} never stored (only a placeholder: the API keeps "
+            "no body over 10 MiB) and not processed: not recoverable from this database; the client must resend "
+            f"{'it' if unrecoverable == 1 else 'them'}."
         )
     if not found:
         if data_loss_detected is None:

@@ -10,6 +10,8 @@ Metrics (the alert rules in ``monitoring/alerts.yml`` use the gauges):
 * ``health_export_data_loss_rate`` (gauge, 0-1): ingestions with loss over non-pending ones
 * ``health_export_recovery_candidates_pending`` (gauge): error + partial_success + processed
   with rows missing, in the window
+* ``health_export_unrecoverable_loss`` (gauge): ingestions of the window stored only as a
+  placeholder and never processed (the body is not in the database; the client must resend)
 * ``health_export_last_successful_recovery_timestamp_seconds`` (gauge): latest ``processed_at``
   of a recovered ingestion; 0 if none
 * ``health_export_missing_metrics{table="..."}`` (gauge): rows missing per metric table (window)
@@ -101,6 +103,12 @@ class ReportCollector(Collector):
             "Ingestions in the window that need recovery: error, partial_success, "
             "and processed with rows missing.",
             value=d.get("recovery_candidates_pending", 0),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}unrecoverable_loss",
+            "Ingestions in the window of which only a placeholder is stored and that were never processed: "
+            "not recoverable from the database, the client must resend them.",
+            value=d.get("unrecoverable_loss", 0),
         )
         yield GaugeMetricFamily(
             f"{PREFIX}last_successful_recovery_timestamp_seconds",

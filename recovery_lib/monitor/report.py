@@ -21,10 +21,12 @@ def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()``."""
     fired = [a for a in data.get("alerts") or [] if a.get("level") in al.LEVELS]
     names = Accounting.of_dict(data.get("accounting")).names_line()
+    lost = data.get("unrecoverable_loss") or 0
     return (
         f"{data.get('total_raw_ingestions', 0)} ingestions in {data.get('window_hours')} h; "
         f"data loss in {data.get('data_loss_detected', 0)} ({data.get('missing_metrics_total', 0)} rows missing); "
         f"{len(fired)} alert(s)" + (f"; {names}" if names else "")
+        + (f"; {lost} bodies never stored (unrecoverable: the client must resend)" if lost else "")
     )
 
 
@@ -87,6 +89,8 @@ class MonitoringReport:
     data_loss_detected: int | None = None
     silent_data_loss: int | None = None  # status 'processed' yet rows missing
     unparseable_payloads: int | None = None
+    bodies_not_stored: int = 0  # placeholders in the window: the body never reached the database
+    unrecoverable_loss: int = 0  # of those, the ones the API did not process either (lost for good)
     missing_metrics_total: int | None = None
     loss_by_table: dict[str, int] | None = None
     accounting: Accounting | None = None  # where the window's points went (deep check only)
@@ -151,6 +155,8 @@ class MonitoringReport:
             "data_loss_detected": self.data_loss_detected,
             "silent_data_loss": self.silent_data_loss,
             "unparseable_payloads": self.unparseable_payloads,
+            "bodies_not_stored": self.bodies_not_stored,
+            "unrecoverable_loss": self.unrecoverable_loss,
             "missing_metrics_total": self.missing_metrics_total,
             "loss_by_table": dict(self.loss_by_table) if self.loss_by_table is not None else None,
             "accounting": self.accounting.to_dict() if self.accounting is not None else None,
@@ -231,6 +237,8 @@ def format_text_report(report: MonitoringReport) -> str:
             else off,
         ),
         ("  of which status processed", _num(report.silent_data_loss), "(silent loss)" if deep else off),
+        ("Unrecoverable loss", _num(report.unrecoverable_loss),
+         f"(bodies never stored: {report.bodies_not_stored:,} placeholders; the client must resend)"),
         ("Missing metric rows", _num(report.missing_metrics_total), "" if deep else off),
         ("Missing values in existing rows", _num(report.missing_values_total), "" if deep else off),
     ]

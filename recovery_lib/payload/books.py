@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Bump when the mapping (or what the reconciliation cache records) changes: the cache is keyed on it.
-# 5: rounded sleep stages a hair over inBed make 100 %; 4: the cache keyed on the stored value's
-# SHA-256 with the columns each key fills; 3: the catalogue.
-PARSER_VERSION: int = 5
+# 6: the API's internal form read (issue 13); 5: rounded sleep stages a hair over inBed make 100 %;
+# 4: the cache keyed on the stored value's SHA-256 with the columns each key fills; 3: the catalogue.
+PARSER_VERSION: int = 6
 SUMMARY_REJECTIONS = 50
 MAX_NAME = 100  # a payload's own name (an unknown metric, an array) is cut to this in the books
 

@@ -14,7 +14,8 @@ Every point is accounted for (:mod:`recovery_lib.payload.books`): stored in a ro
 ``other_metrics`` under its unknown name, rejected with a named category, or named as unsupported.
 Workouts count as points of ``workouts``, each point of a workout's series or route as a point of
 ``workouts[i].<series>``, each entry of a data array (``stateOfMind``, ``ecg``, ...) as a point of
-that array.
+that array, each object of the API's internal form (``{"type": "HeartRate", ...}``, one row each)
+as a point of its type.
 
 Decisions the contract leaves open:
 
@@ -47,11 +48,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from recovery_lib import catalogue
+from recovery_lib.catalogue import internal
 from recovery_lib.catalogue.model import ArraySpec, MetricSpec
 from recovery_lib.errors import PayloadError, Reject
 from recovery_lib.payload.books import MAX_NAME, PARSER_VERSION, Books, PartialRow, Rejection
 from recovery_lib.payload.entries import convert_entry, convert_series_point, series_of
 from recovery_lib.payload.fields import convert_generic, convert_simple
+from recovery_lib.payload.internal import COLUMN_INDEX, convert_record
 from recovery_lib.payload.sleep import Segment, convert_segment, convert_sleep, is_segment, sessions
 from recovery_lib.payload.source import iter_items, iter_object_items
 from recovery_lib.payload.values import EPOCH
@@ -139,6 +142,7 @@ class PayloadParser(Books):
         segments: list[Segment] = []
         array: ArraySpec | None = None
         array_name = ""
+        filled: dict[tuple[str, Any], int] = {}  # internal form: the columns each key got, as bits
         latest = self.latest
         track = self.track_duplicates
         for item in items:
@@ -193,6 +197,8 @@ class PayloadParser(Books):
                 spec, segments = None, []
             elif kind == "workout":
                 yield from self._workout(item[1], item[2], keys_by_metric.setdefault(WORKOUTS, set()))
+            elif kind == "record":
+                yield from self._record(item[1], item[2], item[3], filled)
             elif kind == "entry":
                 seen_in_array = keys_by_metric.setdefault(f"array:{array_name}", set())
                 yield from self._entry(array, array_name, item[1], item[2], seen_in_array)
@@ -293,6 +299,51 @@ class PayloadParser(Books):
                     continue
                 self.stored()
                 yield PartialRow(table, point_key, point_values, where, number)
+
+    def _record(self, index: int, obj: object, list_name: str, filled: dict[tuple[str, Any], int]
+                ) -> Iterator[PartialRow]:
+        """The row of one object of the API's internal form (see :mod:`recovery_lib.payload.internal`).
+
+        Objects of one key merge into one row (each fills its own columns, like the metrics of an
+        export; the first text wins); an object that fills a measurement an earlier one of its key
+        filled is a ``duplicate_point`` (the API kept the first too). A key that is no column counts
+        as one more point, unsupported, named ``<type>.<key>``.
+        """
+        self.points_seen += 1
+        if list_name == "workouts":
+            self.workouts_seen += 1
+            tag: object = internal.WORKOUT_TAG
+        else:
+            self.metrics_seen += 1
+            tag = obj.get(internal.TAG_KEY) if type(obj) is dict else None
+        where = tag if isinstance(tag, str) else list_name
+        if type(obj) is not dict:
+            self._reject("invalid_point", where, index, None)
+            return
+        if not isinstance(tag, str) or not tag:
+            self._reject("invalid_point", where, index, internal.TAG_KEY)
+            return
+        if tag not in internal.TYPE_TABLES:
+            self._unsupported(tag)  # a variant the catalogue has no table for (an unknown build's)
+            return
+        try:
+            table, key, values, unknown = convert_record(obj, tag, self.latest)
+        except Reject as problem:
+            self._reject(problem.category, tag, index, problem.field)
+            return
+        if self.track_duplicates:
+            positions = COLUMN_INDEX[table]
+            bits = sum(1 << positions[column] for column in values if column in positions)
+            stamp = (table, key)
+            if filled.get(stamp, 0) & bits:
+                self._reject("duplicate_point", tag, index, None)
+                return
+            filled[stamp] = filled.get(stamp, 0) | bits
+        for name in unknown:
+            self.points_seen += 1
+            self._unsupported(f"{tag}.{name}")
+        self.stored()
+        yield PartialRow(table, key, values, tag, index)
 
     def _entry(
         self, spec: ArraySpec | None, name: str, index: int, entry: object, seen: set[Any]

@@ -10,6 +10,7 @@ Items, in payload order::
     ("entry", index, obj)               # one element of it, raw
     ("array_end",)                      # its end
     ("other", name)                     # a value under data that is not a list (named, unsupported)
+    ("record", index, obj, list)        # the API's internal form: data.metrics[index] or data.workouts[index]
 
 Text (``bytes``, ``str``, binary or text file objects) is streamed with ijson's event parser, so
 memory is bounded by one metric point, not the payload. Already decoded objects (``dict`` as
@@ -53,6 +54,7 @@ import ijson
 from recovery_lib import catalogue, safe_json
 from recovery_lib.errors import NumberTooLong, PayloadError, StructureError
 from recovery_lib.payload.events import Headers, Item, walk
+from recovery_lib.payload.forms import is_internal
 
 _NOT_JSON = ("not_json", "the payload is not valid JSON")
 _STRING_SCALAR = ("invalid_structure", "the payload is a string that is not JSON text, not an object")
@@ -64,7 +66,9 @@ def iter_object_items(payload: Any) -> Iterator[Item]:
     """Items of an already decoded payload (``dict``; anything else is ``invalid_structure``).
 
     A Python ``str`` here is a decoded JSON string scalar, so it is ``invalid_structure``; use
-    :func:`iter_items` for JSON text.
+    :func:`iter_items` for JSON text. A payload in the API's internal form
+    (:func:`~recovery_lib.payload.forms.is_internal`) gives ``record`` items. JSON *text* is read
+    as the exporter's form (the stored reader has the server expand an internal-form text).
     """
     if not isinstance(payload, dict):
         raise PayloadError("invalid_structure", f"the payload is a {_kind(payload)}, not an object")
@@ -73,8 +77,14 @@ def iter_object_items(payload: Any) -> Iterator[Item]:
     data = payload["data"]
     if not isinstance(data, dict):
         raise PayloadError("invalid_structure", f"'data' is a {_kind(data)}, not an object")
+    internal = is_internal(data)
     for key, value in data.items():
-        if key == "metrics":
+        if internal and key in ("metrics", "workouts"):
+            if not isinstance(value, list):
+                raise PayloadError("invalid_structure", f"'{key}' is a {_kind(value)}, not a list")
+            for index, record in enumerate(value):
+                yield ("record", index, record, key)
+        elif key == "metrics":
             if not isinstance(value, list):
                 raise PayloadError("invalid_structure", f"'metrics' is a {_kind(value)}, not a list")
             for position, metric in enumerate(value):

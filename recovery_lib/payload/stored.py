@@ -6,7 +6,16 @@ payload: a 200 MB payload costs the same client memory as a 2 MB one. Payloads w
 unusual (not an object, ``metrics`` not a list, ...) are small in practice; they are fetched whole
 and walked by the parser, which then names what is wrong with them.
 
-    >>> for item in stream_items(conn, ingestion_id):
+Every stored form (:mod:`recovery_lib.payload.forms`) is read here: :func:`inspect` tells the form
+(the server reads the top-level keys) and where the body is. A body kept as text (wrapped,
+corrupted) that is valid JSON is expanded by the server (``(raw_payload->>'raw_payload')::jsonb``)
+and streamed like a stored value; one that is not (a truncated upload, ``NaN``, a ``\u0000`` jsonb
+refuses) is fetched as text and streamed by ijson (:func:`recovery_lib.payload.source.iter_items`),
+which names what is wrong. The internal form's objects arrive as ``("record", index, object,
+list)`` items, one per row.
+
+    >>> stored = inspect(conn, ingestion_id)
+    >>> for item in stream_items(conn, ingestion_id, stored=stored):
     ...     ...   # ("metric", 0, "heart_rate", "count/min"), ("point", 0, {...}), ("end",), ...
 """
 
@@ -18,9 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from recovery_lib import catalogue, safe_json
-from recovery_lib.payload.source import iter_object_items
+from recovery_lib.db import is_connection_lost, run
+from recovery_lib.errors import PayloadError
+from recovery_lib.payload import forms
+from recovery_lib.payload.source import iter_items, iter_object_items
 
 Item = tuple[Any, ...]
 
@@ -37,7 +50,7 @@ SELECT jsonb_typeof(x.data) = 'object'
        x.data, 'strict $.metrics[*] ? (@.type() != "object" || exists(@.data ? (@.type() != "array")))',
        silent => true), false),
    s.keys, s.types
-FROM (SELECT raw_payload->'data' AS data FROM raw_ingestions WHERE id = %(id)s OFFSET 0) x
+FROM (SELECT {payload}->'data' AS data FROM raw_ingestions WHERE id = %(id)s OFFSET 0) x
 LEFT JOIN LATERAL (
     SELECT array_agg(o.k ORDER BY o.n) AS keys,
            array_agg(CASE WHEN o.k IN ('metrics', 'workouts') THEN 'array' ELSE jsonb_typeof(x.data -> o.k) END
@@ -59,7 +72,7 @@ SELECT m.ord,
        CASE WHEN p.ord IS NULL OR p.ord = 1 THEN m.value->'units' END,
        p.ord, p.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements(coalesce(r.raw_payload->'data'->'metrics', '[]'::jsonb))
+CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload}->'data'->'metrics', '[]'::jsonb))
      WITH ORDINALITY AS m(value, ord)
 LEFT JOIN LATERAL jsonb_array_elements(
          CASE WHEN m.ord - 1 = ANY(%(skip)s::int[]) THEN '[]'::jsonb ELSE coalesce(m.value->'data', '[]'::jsonb) END)
@@ -70,18 +83,67 @@ WHERE r.id = %(id)s
 _WORKOUTS_SQL = """
 SELECT w.ord, w.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements(coalesce(r.raw_payload->'data'->'workouts', '[]'::jsonb))
+CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload}->'data'->'workouts', '[]'::jsonb))
      WITH ORDINALITY AS w(value, ord)
 WHERE r.id = %(id)s
 """
 
-# The entries of one other list under data (stateOfMind, ecg, ...), in order.
+# The entries of one other list under data (stateOfMind, ecg, ...; the internal form's metrics), in order.
 _ENTRIES_SQL = """
 SELECT e.ord, e.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements(r.raw_payload->'data'->%(key)s) WITH ORDINALITY AS e(value, ord)
+CROSS JOIN LATERAL jsonb_array_elements({r.payload}->'data'->%(key)s) WITH ORDINALITY AS e(value, ord)
 WHERE r.id = %(id)s
 """
+
+# The form of a jsonb value ({payload}) from its top-level keys, for the server. jsonb_each reads
+# the value once (each reference to a stored jsonb decompresses all of it again) and hands over
+# the value under data, whose first metric and workout tell the internal form from the exporter's.
+_FORM_SQL = """
+(SELECT CASE
+   WHEN bool_or(e.key = 'data') THEN CASE WHEN bool_or(e.key = 'data' AND (
+         (jsonb_typeof(e.value #> '{metrics,0}') = 'object' AND e.value #> '{metrics,0}' ? 'type'
+          AND NOT e.value #> '{metrics,0}' ? 'name')
+      OR (coalesce(e.value #> '{metrics,0}', 'null') = 'null' AND jsonb_typeof(e.value #> '{workouts,0}') = 'object'
+          AND e.value #> '{workouts,0}' ? 'workout_type' AND NOT e.value #> '{workouts,0}' ? 'name')))
+     THEN 'internal' ELSE 'hae' END
+   WHEN bool_or(e.key = 'large_payload') THEN 'placeholder'
+   WHEN bool_or(e.key = 'raw_payload' AND jsonb_typeof(e.value) = 'string') THEN 'wrapped'
+   WHEN bool_or(e.key = 'raw_text' AND jsonb_typeof(e.value) = 'string') THEN 'corrupted'
+   ELSE 'hae' END
+ FROM jsonb_each(CASE WHEN jsonb_typeof({payload}) = 'object' THEN {payload} ELSE '{}'::jsonb END) e)
+"""
+
+# The stored value's form and, for a body kept as text, that text's length, SHA-256 and whether it
+# holds U+FFFD (the API decoded the body lossily: its bytes are not in the text any more).
+_INSPECT_SQL = f"""
+SELECT f.form, octet_length(convert_to(t.body, 'UTF8')),
+       CASE WHEN %(hash)s THEN encode(sha256(convert_to(t.body, 'UTF8')), 'hex') END,
+       strpos(t.body, chr(65533)) > 0
+FROM raw_ingestions r
+CROSS JOIN LATERAL (SELECT {_FORM_SQL.replace("{payload}", "r.raw_payload")} AS form) f
+LEFT JOIN LATERAL (
+    SELECT CASE f.form WHEN 'wrapped' THEN r.raw_payload->>'raw_payload'
+                       WHEN 'corrupted' THEN r.raw_payload->>'raw_text' END AS body OFFSET 0
+) t ON true
+WHERE r.id = %(id)s
+"""
+
+#: Where a body is read from: the stored value, or the text of a wrapped or corrupted one as jsonb.
+_PAYLOADS = {
+    "value": "{t}raw_payload",
+    forms.WRAPPED: "({t}raw_payload->>'raw_payload')::jsonb",
+    forms.CORRUPTED: "({t}raw_payload->>'raw_text')::jsonb",
+}
+
+
+def _sql(template: str, source: str) -> str:
+    """``template`` reading the body from ``source`` (a key of ``_PAYLOADS``, never input): ``{payload}``
+    names the column bare, ``{r.payload}`` on the table aliased ``r``."""
+    expression = _PAYLOADS[source]
+    return template.replace("{r.payload}", expression.replace("{t}", "r.")).replace(
+        "{payload}", expression.replace("{t}", ""))
+
 
 _counter = itertools.count()
 
@@ -102,6 +164,70 @@ def _server_rows(conn: Connection, sql: str, params: dict[str, Any], fetch_size:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """What one ingestion stores: its form, the body's own form, and where the body is read from.
+
+    ``source``: ``value`` (the stored jsonb), ``wrapped`` / ``corrupted`` (the server expands the
+    text), ``text`` (the client parses the text: it is not valid jsonb), ``none`` (a placeholder).
+    ``text_bytes``, ``text_sha256`` and ``text_lossy`` describe a body kept as text.
+    """
+
+    form: str
+    inner: str  # hae or internal: the form the parser reads (a placeholder's is placeholder)
+    source: str
+    text_bytes: int | None = None
+    text_sha256: str | None = None
+    text_lossy: bool = False
+
+    @property
+    def sql_ready(self) -> bool:
+        """Whether the SQL fast path may read it: the exporter's form, stored as the value."""
+        return self.form == forms.HAE and self.source == "value"
+
+
+VALUE = Stored(forms.HAE, forms.HAE, "value")  # what callers that do not inspect assume
+
+
+def inspect(conn: Connection, ingestion_id: str, *, with_hash: bool = False) -> Stored:
+    """The form of one stored payload and where its body is; ``with_hash``: hash a text body too."""
+    with _dbapi(conn).cursor() as cursor:
+        cursor.execute(_INSPECT_SQL, {"id": ingestion_id, "hash": with_hash})
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"ingestion {ingestion_id} does not exist")
+    form, size, sha, lossy = row
+    if form == forms.PLACEHOLDER:
+        return Stored(form, form, "none")
+    if form not in forms.TEXT_KEYS:
+        return Stored(form, form, "value")
+    inner = _expanded_form(conn, ingestion_id, form)
+    return Stored(form, inner or forms.HAE, form if inner else "text", size, sha, bool(lossy))
+
+
+def _expanded_form(conn: Connection, ingestion_id: str, form: str) -> str | None:
+    """The form of a text body read as jsonb (hae or internal); None when jsonb refuses the text."""
+    sql = "SELECT " + _sql(_FORM_SQL, form) + " FROM raw_ingestions WHERE id = %(id)s"
+    try:
+        with conn.begin_nested():  # jsonb refusing the text must not end the caller's transaction
+            inner = run(conn, sql, {"id": ingestion_id}).scalar()
+    except DBAPIError as exc:
+        if is_connection_lost(exc):
+            raise
+        return None
+    return forms.INTERNAL if inner == forms.INTERNAL else forms.HAE
+
+
+def fetch_text(conn: Connection, ingestion_id: str, form: str) -> str:
+    """The text a wrapped or corrupted value holds (only for a body that is not valid jsonb)."""
+    with _dbapi(conn).cursor() as cursor:
+        cursor.execute("SELECT raw_payload->>%(key)s FROM raw_ingestions WHERE id = %(id)s",
+                       {"key": forms.TEXT_KEYS[form], "id": ingestion_id})
+        row = cursor.fetchone()
+    if row is None:
+        raise LookupError(f"ingestion {ingestion_id} does not exist")
+    return str(row[0])
+
+@dataclass(frozen=True)
 class Structure:
     """What the structure check found: whether the payload has the usual shape, and the keys under data."""
 
@@ -109,10 +235,16 @@ class Structure:
     keys: tuple[tuple[str, str | None], ...] = ()  # (key, JSON type of its value), in the stored order
 
 
-def structure(conn: Connection, ingestion_id: str) -> Structure:
-    """Whether the payload has the usual shape (an object with ``data``, lists where lists belong)."""
+def structure(conn: Connection, ingestion_id: str, *, stored: Stored = VALUE) -> Structure:
+    """Whether the payload has the usual shape (an object with ``data``, lists where lists belong).
+
+    ``stored``: what :func:`inspect` found (the stored value when not given). A body the client
+    must parse (``source`` ``text``) or a placeholder has no structure the server can check.
+    """
+    if stored.source not in _PAYLOADS:
+        return Structure(False)
     with _dbapi(conn).cursor() as cursor:
-        cursor.execute(_STRUCTURE_SQL, {"id": ingestion_id})
+        cursor.execute(_sql(_STRUCTURE_SQL, stored.source), {"id": ingestion_id})
         row = cursor.fetchone()
     if row is None:
         raise LookupError(f"ingestion {ingestion_id} does not exist")
@@ -128,40 +260,57 @@ def structure_ok(conn: Connection, ingestion_id: str) -> bool:
 
 def stream_items(
     conn: Connection, ingestion_id: str, *, fetch_size: int = 5000, skip_points: Sequence[int] = (),
-    known_structure: Structure | None = None,
+    known_structure: Structure | None = None, stored: Stored = VALUE,
 ) -> Iterator[Item]:
     """Items for :meth:`~recovery_lib.payload.parser.PayloadParser.rows` from one stored payload, streamed.
 
     ``skip_points``: positions of metrics whose points were read elsewhere (by SQL, see
     :mod:`recovery_lib.payload.sql_plan`); they still arrive as a metric with no points.
     ``known_structure``: :func:`structure` when the caller has it already. The lists under data
-    come in the stored order, as a decoded payload would give them.
+    come in the stored order, as a decoded payload would give them. ``stored``: what
+    :func:`inspect` found; a placeholder raises :class:`~recovery_lib.errors.PayloadError`
+    (``body_not_stored``).
     """
-    found = structure(conn, ingestion_id) if known_structure is None else known_structure
+    if stored.source == "none":
+        raise PayloadError(forms.BODY_NOT_STORED, "only a placeholder is stored: the body never reached the database")
+    if stored.source == "text":
+        # Not valid jsonb: ijson reads the text (bytes, so text that is not JSON is not_json).
+        yield from iter_items(fetch_text(conn, ingestion_id, stored.form).encode("utf-8", "surrogatepass"))
+        return
+    found = structure(conn, ingestion_id, stored=stored) if known_structure is None else known_structure
     if not found.ok:
         # Decoded jsonb: a string scalar is a string, not JSON text to parse again.
-        yield from iter_object_items(fetch_payload(conn, ingestion_id))
+        yield from iter_object_items(fetch_payload(conn, ingestion_id, stored=stored))
         return
     loads = safe_json.loads  # what psycopg2 decodes jsonb with (db.py), so the items are the same objects
+    internal = stored.inner == forms.INTERNAL
     for key, kind in found.keys:
-        if key == "metrics":
-            yield from _metric_items(conn, ingestion_id, skip_points, fetch_size)
+        if internal and key in ("metrics", "workouts"):
+            for record_ord, record in _server_rows(
+                    conn, _sql(_ENTRIES_SQL, stored.source), {"id": ingestion_id, "key": key}, fetch_size):
+                yield ("record", record_ord - 1, loads(record), key)
+        elif key == "metrics":
+            yield from _metric_items(conn, ingestion_id, skip_points, fetch_size, stored.source)
         elif key == "workouts":
-            for workout_ord, workout in _server_rows(conn, _WORKOUTS_SQL, {"id": ingestion_id}, fetch_size):
+            workouts = _sql(_WORKOUTS_SQL, stored.source)
+            for workout_ord, workout in _server_rows(conn, workouts, {"id": ingestion_id}, fetch_size):
                 yield ("workout", workout_ord - 1, loads(workout))
         elif kind == "array":
             yield ("array", key)
-            for entry_ord, entry in _server_rows(conn, _ENTRIES_SQL, {"id": ingestion_id, "key": key}, fetch_size):
+            entries = _sql(_ENTRIES_SQL, stored.source)
+            for entry_ord, entry in _server_rows(conn, entries, {"id": ingestion_id, "key": key}, fetch_size):
                 yield ("entry", entry_ord - 1, loads(entry))
             yield ("array_end",)
         else:
             yield ("other", key)
 
 
-def _metric_items(conn: Connection, ingestion_id: str, skip_points: Sequence[int], fetch_size: int) -> Iterator[Item]:
+def _metric_items(
+    conn: Connection, ingestion_id: str, skip_points: Sequence[int], fetch_size: int, source: str
+) -> Iterator[Item]:
     loads = safe_json.loads
     current: int | None = None
-    rows = _server_rows(conn, _POINTS_SQL, {"skip": list(skip_points), "id": ingestion_id}, fetch_size)
+    rows = _server_rows(conn, _sql(_POINTS_SQL, source), {"skip": list(skip_points), "id": ingestion_id}, fetch_size)
     for metric_ord, name, units, point_ord, point in rows:
         if metric_ord != current:
             if current is not None:
@@ -174,10 +323,23 @@ def _metric_items(conn: Connection, ingestion_id: str, skip_points: Sequence[int
         yield ("end",)
 
 
-def fetch_payload(conn: Connection, ingestion_id: str) -> Any:
-    """The whole payload as Python objects (only for small or malformed payloads)."""
+def records(
+    conn: Connection, ingestion_id: str, lists: Sequence[str], *, stored: Stored, fetch_size: int = 5000
+) -> Iterator[tuple[str, Any]]:
+    """``(list, object)`` of every entry of the lists under ``data`` named in ``lists``, in that order
+    (the checksum renders the internal form's objects in its struct order)."""
+    entries = _sql(_ENTRIES_SQL, stored.source)
+    for key in lists:
+        for _, entry in _server_rows(conn, entries, {"id": ingestion_id, "key": key}, fetch_size):
+            yield key, safe_json.loads(entry)
+
+
+def fetch_payload(conn: Connection, ingestion_id: str, *, stored: Stored = VALUE) -> Any:
+    """The whole payload (of a text body: the text as jsonb) as Python objects (only for small or
+    malformed payloads)."""
     with _dbapi(conn).cursor() as cursor:
-        cursor.execute("SELECT raw_payload FROM raw_ingestions WHERE id = %(id)s", {"id": ingestion_id})
+        cursor.execute(_sql("SELECT {payload} FROM raw_ingestions WHERE id = %(id)s", stored.source),
+                       {"id": ingestion_id})
         row = cursor.fetchone()
     if row is None:
         raise LookupError(f"ingestion {ingestion_id} does not exist")

@@ -91,6 +91,8 @@ def run_recovery(
     with engine.begin() as conn:  # what of the catalogue the target can hold (unsupported_by_schema)
         report.target = target.bind(conn).to_dict()
     candidates = _discover_with_retries(engine, options, report)
+    if options.pins is not None:
+        candidates = _previewed(candidates, options, report)
     report.discovered = len(candidates)
     _log.info("run %s: %d candidates (%s)", run_id[:8], len(candidates), "dry run" if options.dry_run else "recover")
     try:
@@ -145,6 +147,19 @@ def _discover_with_retries(engine: Engine, options: RecoveryOptions, report: Rec
         f"(last: {last_error}); nothing was written. Check the database, then rerun."
     )
     raise RecoveryAborted(report.aborted, report)
+
+
+def _previewed(candidates: list[Candidate], options: RecoveryOptions, report: RecoveryReport) -> list[Candidate]:
+    """Only the candidates the given preview saw (each is refused later if its stored value changed)."""
+    pins = options.pins or {}
+    kept = [c for c in candidates if c.ingestion_id in pins]
+    report.preview = {
+        "report": options.preview_report, "run_id": options.preview_run_id, "previewed": len(pins),
+        "candidates_not_previewed": len(candidates) - len(kept),
+        # Previewed but no candidate now: recovered since, or the run's statuses differ from the preview's.
+        "previewed_not_candidates": sorted(set(pins) - {c.ingestion_id for c in kept}),
+    }
+    return kept
 
 
 def _by_user(candidates: Sequence[Candidate]) -> list[tuple[str, list[Candidate]]]:

@@ -1,10 +1,16 @@
 """One ingestion, one transaction: claim it, write its missing rows, count, set its status, log it.
 
-:func:`recover_one` claims the candidate (``FOR UPDATE SKIP LOCKED``), checks its checksum,
-writes the missing rows (:func:`~recovery_lib.recovery.writes.merge_payload`), sets
-``recovered`` or ``recovery_failed`` and logs the worker, then commits; :func:`preview_one` does
-the same reading in a READ ONLY transaction and writes nothing. The orchestration around them
-(discovery, workers, user locks, retries) is :mod:`recovery_lib.recovery.engine`.
+:func:`recover_one` claims the candidate (``FOR UPDATE SKIP LOCKED``), reads its stored form,
+judges its checksum (:func:`recovery_lib.checksums.judge`), writes the missing rows
+(:func:`~recovery_lib.recovery.writes.merge_payload`), sets ``recovered`` or ``recovery_failed``
+and logs the worker, then commits; :func:`preview_one` does the same reading in a READ ONLY
+transaction and writes nothing. The orchestration around them (discovery, workers, user locks,
+retries) is :mod:`recovery_lib.recovery.engine`.
+
+Refused before any row is written, in this order: a stored value that changed since the preview
+the run was given (``changed_since_preview``), a placeholder whose body was never stored
+(``body_not_stored``), a ``checksum_mismatch``, and with ``require_verified`` an unverifiable
+checksum (``checksum_unverifiable``).
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import psycopg2
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import reconcile
+from recovery_lib import checksums, reconcile
 from recovery_lib.accounting import CONSTRAINT_VIOLATION
-from recovery_lib.checksums import checksum_matches
+from recovery_lib.checksums import Verdict
 from recovery_lib.db import describe_error, run
+from recovery_lib.payload import forms, serde, stored
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.recovery.writes import merge_payload
 from recovery_lib.store import ingestions, recovery_log, rejections
@@ -35,9 +42,9 @@ if TYPE_CHECKING:
 def claim(conn: Connection, candidate: Candidate, options: RecoveryOptions, lock: bool) -> Any:
     """The candidate's row if it is still to be recovered (see :func:`recovery_lib.store.ingestions.claim`)."""
     claimable = list(options.statuses) + (["processed"] if candidate.reason == "silent_loss" else [])
-    # Hashing reads the whole payload: skip it when verification is off.
-    return ingestions.claim(conn, candidate.ingestion_id, claimable=claimable, with_checksum=options.verify,
-                            lock=lock)
+    # Hashing reads the whole payload: only when a verdict, a preview's record or a pin needs it.
+    hashed = options.verify or options.dry_run or options.pins is not None
+    return ingestions.claim(conn, candidate.ingestion_id, claimable=claimable, with_checksum=hashed, lock=lock)
 
 
 def new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOutcome:
@@ -48,11 +55,44 @@ def new_outcome(candidate: Candidate, worker: str, outcome: str) -> IngestionOut
     )
 
 
-def _checksum_state(options: RecoveryOptions, stored: str | None, computed: str) -> str:
+def _verdict(conn: Connection, candidate: Candidate, options: RecoveryOptions, claim_row: Any,
+             found: stored.Stored) -> Verdict:
     if not options.verify:
-        return "skipped"
-    match = checksum_matches(stored, computed)
-    return "missing" if match is None else ("verified" if match else "mismatched")
+        return Verdict(checksums.SKIPPED, None, claim_row.sha)
+    return checksums.judge(
+        claim_row.payload_hash, claim_row.sha, found,
+        lambda: stored.records(conn, candidate.ingestion_id, serde.LISTS, stored=found),
+    )
+
+
+def _refusal(candidate: Candidate, options: RecoveryOptions, verdict: Verdict, found: stored.Stored
+             ) -> tuple[str, str] | None:
+    """Why this ingestion must not be written at all, as ``(category, message)``; None when it may."""
+    if options.pins is not None and options.pins.get(candidate.ingestion_id) != verdict.stored_sha256:
+        return ("changed_since_preview", "the stored payload's SHA-256 differs from the one the preview recorded: "
+                "it changed since the preview; preview it again")
+    if found.form == forms.PLACEHOLDER:
+        return (forms.BODY_NOT_STORED,
+                f"only a placeholder is stored: the body ({candidate.payload_size_bytes} bytes) never reached the "
+                "database, so it is not recoverable from it; the client must resend it")
+    if verdict.state == checksums.MISMATCH:
+        return ("checksum_mismatch", f"payload_hash does not match the {verdict.rendering} rendering of the stored "
+                "payload, which the tool reproduces exactly: it changed after the API hashed it; rerun with verify "
+                "off to recover it anyway")
+    if verdict.state == checksums.UNVERIFIABLE and options.require_verified:
+        return ("checksum_unverifiable", "payload_hash matches no rendering the tool can reproduce (the original "
+                "bytes are gone), and require_verified is on")
+    return None
+
+
+def _inspected(conn: Connection, candidate: Candidate, options: RecoveryOptions, claim_row: Any,
+               outcome: IngestionOutcome) -> tuple[stored.Stored, tuple[str, str] | None]:
+    """The stored form and checksum verdict, recorded in ``outcome``; and the refusal, if any."""
+    found = stored.inspect(conn, candidate.ingestion_id, with_hash=options.verify)
+    verdict = _verdict(conn, candidate, options, claim_row, found)
+    outcome.form, outcome.checksum = found.form, verdict.state
+    outcome.checksum_rendering, outcome.stored_sha256 = verdict.rendering, verdict.stored_sha256
+    return found, _refusal(candidate, options, verdict, found)
 
 
 def preview_one(
@@ -69,16 +109,16 @@ def preview_one(
         if claim_row is None:
             outcome.outcome, outcome.failure_message = "skipped", "status changed since discovery"
             return outcome
-        outcome.checksum = _checksum_state(options, claim_row.payload_hash, claim_row.sha)
-        if outcome.checksum == "mismatched":
-            outcome.outcome, outcome.failure_category = "would_fail", "checksum_mismatch"
+        found, refusal = _inspected(conn, candidate, options, claim_row, outcome)
+        if refusal:
+            outcome.outcome, (outcome.failure_category, outcome.failure_message) = "would_fail", refusal
             return outcome
         outcome.constraints_checked = report.constraints_checkable
         if report.constraints_checkable:
             _trial(conn, candidate, options, report, outcome)
         expectation = reconcile.expected_keys(
             conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",
-            payload_size=candidate.payload_size_bytes,
+            payload_size=candidate.payload_size_bytes, found=found,
         )
         counted = reconcile.count_against_rows(conn, candidate.user_id, expectation)
         # The refusals just found (or, read only, the last recovery's) count as rejected, not missing.
@@ -174,15 +214,13 @@ def _recover(
             outcome.outcome = "skipped"
             outcome.failure_message = "claimed by another run, or its status changed since discovery"
             return
-        outcome.checksum = _checksum_state(options, claim_row.payload_hash, claim_row.sha)
-        if outcome.checksum == "mismatched":
-            _fail(outcome, "checksum_mismatch",
-                  "payload_hash does not match the SHA-256 of the stored payload; rerun with verify off to "
-                  "recover it anyway")
+        found, refusal = _inspected(conn, candidate, options, claim_row, outcome)
+        if refusal:
+            _fail(outcome, *refusal)
         else:
             failure = merge_payload(
                 conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at,
-                report.run_id,
+                report.run_id, found
             )
             rejections.replace(conn, candidate.ingestion_id, report.run_id, outcome.refusals)
             if failure:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from recovery_lib.accounting import Accounting, total
+from recovery_lib.checksums import SKIPPED, VERDICTS, VERIFIED
 from recovery_lib.files import create_new_json
+from recovery_lib.payload.forms import BODY_NOT_STORED
 from recovery_lib.recovery.refusals import Refusal
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store.metric_rows import TableReport
@@ -30,8 +32,9 @@ __all__ = ["IngestionOutcome", "RecoveryReport", "TableReport", "headline"]
 def headline(data: Mapping[str, Any]) -> str:
     """The line an operator reads first, from a report's ``to_dict()`` (a dry run's or a recovery's).
 
-    It names the unknown metric names kept and the unsupported points, with their counts, and ends
-    with the backups warning when WAL archiving is off, failing or stale (:mod:`recovery_lib.backups`):
+    It names the unknown metric names kept and the unsupported points, with their counts, the
+    placeholders (bodies never stored) and the checksums it could not verify, and ends with the
+    backups warning when WAL archiving is off, failing or stale (:mod:`recovery_lib.backups`):
     the guide's first pre-recovery step.
     """
     names = Accounting.of_dict(data.get("accounting")).names_line()
@@ -49,6 +52,12 @@ def headline(data: Mapping[str, Any]) -> str:
             f"{data.get('missing_after_total', 0)} rows still missing{names}"
         )
     line += target_line(data.get("target"))
+    placeholders = len(data.get("bodies_not_stored") or [])
+    if placeholders:
+        line += f"; {placeholders} bodies never stored (not recoverable from this database: the client must resend)"
+    unverifiable = (data.get("checksums") or {}).get("unverifiable", 0)
+    if unverifiable:
+        line += f"; {unverifiable} checksums unverifiable"
     warning = (data.get("backups") or {}).get("warning")
     return f"{line}; WARNING: {warning}" if warning else line
 
@@ -66,7 +75,10 @@ class IngestionOutcome:
     error_category: str | None = None  # of the original processing error
     failure_category: str | None = None  # why recovery failed (or would fail)
     failure_message: str | None = None
-    checksum: str | None = None  # 'verified' | 'mismatched' | 'missing' | 'skipped'
+    checksum: str | None = None  # recovery_lib.checksums.VERDICTS: verified | mismatch | unverifiable | ...
+    checksum_rendering: str | None = None  # the rendering that matched (or was compared): jsonb_text, ...
+    stored_sha256: str | None = None  # the server's SHA-256 of the stored value (a recovery compares its preview's)
+    form: str | None = None  # the stored form (recovery_lib.payload.forms): hae, internal, wrapped, ...
     tables: dict[str, TableReport] = field(default_factory=dict)
     rejected_points: int = 0
     rejection_counts: dict[str, int] = field(default_factory=dict)
@@ -121,6 +133,7 @@ class RecoveryReport:
     constraints_checkable: bool | None = None
     target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
     notices: list[str] = field(default_factory=list)  # the restoration notices written beside the report
+    preview: dict[str, Any] | None = None  # the preview this run was limited to (options.preview_report)
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -154,7 +167,8 @@ class RecoveryReport:
             user["rows_inserted"] += item.rows_inserted
             user["missing_before"] += sum(t.missing_before for t in item.tables.values())
             user["missing_after"] += sum(t.missing_after for t in item.tables.values())
-        checksums = Counter(i.checksum or "skipped" for i in self.ingestions if i.outcome != "skipped")
+        checksums = Counter(i.checksum or SKIPPED for i in self.ingestions if i.outcome != "skipped")
+        matched = Counter(i.checksum_rendering for i in self.ingestions if i.checksum == VERIFIED)
         duration = self.duration_seconds
         return {
             "run_id": self.run_id,
@@ -166,6 +180,7 @@ class RecoveryReport:
             "aborted": self.aborted,
             "backups": self.backups,
             "target": self.target,
+            "preview": self.preview,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),
@@ -186,12 +201,14 @@ class RecoveryReport:
             "rejected_points_total": sum(i.rejected_points for i in self.ingestions),
             "accounting": total(i.accounting for i in self.ingestions if i.outcome != "skipped").to_dict(),
             "users": sorted(users.values(), key=lambda u: (-u["missing_before"], u["user_id"])),
-            "checksums": {
-                "verified": checksums.get("verified", 0),
-                "mismatched": checksums.get("mismatched", 0),
-                "missing": checksums.get("missing", 0),
-                "skipped": checksums.get("skipped", 0),
-            },
+            "checksums": {verdict: checksums.get(verdict, 0) for verdict in VERDICTS},
+            "checksum_renderings": dict(sorted(matched.items())),
+            "forms": dict(Counter(i.form for i in self.ingestions if i.form)),
+            # Placeholders: the body never reached the database; only the client can send it again.
+            "bodies_not_stored": [
+                {"ingestion_id": i.ingestion_id, "user_id": i.user_id, "status_before": i.status_before}
+                for i in self.ingestions if i.failure_category == BODY_NOT_STORED
+            ],
             "workers": dict(Counter(i.worker for i in self.ingestions if i.worker)),
             "duration_seconds": round(duration, 3),
             "rows_per_second": round(inserted / duration, 1) if duration > 0 else 0.0,

@@ -45,26 +45,31 @@ def merge_payload(
     method: str,
     now: datetime,
     run_id: str,
+    found: stored.Stored | None = None,
 ) -> tuple[str, str] | None:
     """Insert the payload's missing rows; fill ``outcome.tables``; return (category, message) on failure.
 
     ``method``: ``sql``, ``copy`` or ``insert`` (see the module docstring). Every write is
     journaled under ``run_id`` (:mod:`recovery_lib.store.journal`), in the same transaction.
+    ``found``: the stored form (:func:`~recovery_lib.payload.stored.inspect`); the SQL fast path
+    takes only the exporter's form stored as the value, every other form goes to the parser (a
+    placeholder fails as ``body_not_stored``).
     """
     parser = PayloadParser(now=now)
     journal = JournalContext(run_id, candidate.ingestion_id)
     sql_points = 0
     try:
+        found = found or stored.inspect(conn, candidate.ingestion_id)
         if method == "insert":
-            _insert_path(conn, candidate.user_id, parser, stored.stream_items(conn, candidate.ingestion_id),
-                         outcome, config, journal)
+            _insert_path(conn, candidate.user_id, parser,
+                         stored.stream_items(conn, candidate.ingestion_id, stored=found), outcome, config, journal)
         else:
-            shaped = stored.structure(conn, candidate.ingestion_id)
-            # The SQL fast path writes the catalogue's tables only: on another database the parser does it all.
-            sql_ok = method == "sql" and shaped.ok and catalogue_bound()
-            written = _sql_path(conn, candidate, parser.latest, journal) if sql_ok else None
+            shaped = stored.structure(conn, candidate.ingestion_id, stored=found)
+            # The SQL fast path writes the exporter's form into the catalogue's tables only: else the parser.
+            sql = method == "sql" and found.sql_ready and shaped.ok and catalogue_bound()
+            written = _sql_path(conn, candidate, parser.latest, journal) if sql else None
             items = stored.stream_items(conn, candidate.ingestion_id, skip_points=written[1] if written else [],
-                                        known_structure=shaped)
+                                        known_structure=shaped, stored=found)
             _copy_path(conn, candidate.user_id, parser, items, outcome, config, journal)
             if written:
                 outcome.tables.update(written[0])

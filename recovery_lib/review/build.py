@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from recovery_lib import reconcile
 from recovery_lib.db import run
-from recovery_lib.error_patterns import categorize_processing_errors
+from recovery_lib.error_patterns import categorize_processing_errors, is_clean
 from recovery_lib.options import ReviewOptions
 from recovery_lib.redact import mask_url
 from recovery_lib.review import thresholds as th
@@ -88,6 +88,8 @@ def _build(conn: Connection, options: ReviewOptions, now: datetime | None, datab
                                                         "recovered", "recovery_failed") if getattr(r, s)}
     totals: Counter[str] = Counter()
     for r in ingestions.weekly_error_values(conn, since):
+        if is_clean(r.processing_errors):  # the API's record of a clean run is no error
+            continue
         category = categorize_processing_errors(r.processing_errors)
         totals[category] += r.ingestions
         if (w := week(r.week)) is not None:

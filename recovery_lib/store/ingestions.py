@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Row
 
 from recovery_lib.checksums import PAYLOAD_SHA256_SQL
 from recovery_lib.db import run
+from recovery_lib.error_patterns import NOTES_KEY
 from recovery_lib.schema import FAILED, NON_PENDING, SUCCESS, WORKER_DONE
 
 _STATUS = "coalesce(processing_status, 'pending')"
@@ -111,20 +112,29 @@ def claim(
 
 
 # ``processing_errors`` with %(note)s appended: the original error explains the loss, so it stays.
+# A note appended to processing_errors in each of its forms: none, a list, the API's object (its
+# keys kept, the notes beside them under NOTES_KEY), anything else wrapped.
 _APPEND_NOTE = (
     "CASE WHEN %(note)s::jsonb IS NULL THEN processing_errors "
-    "WHEN processing_errors IS NULL THEN jsonb_build_array(%(note)s::jsonb) "
+    "WHEN processing_errors IS NULL OR jsonb_typeof(processing_errors) = 'null' "
+    "THEN jsonb_build_array(%(note)s::jsonb) "
     "WHEN jsonb_typeof(processing_errors) = 'array' "
     "THEN processing_errors || jsonb_build_array(%(note)s::jsonb) "
+    "WHEN jsonb_typeof(processing_errors) = 'object' AND coalesce(jsonb_typeof("
+    f"processing_errors->'{NOTES_KEY}'), 'array') = 'array' "
+    f"THEN processing_errors || jsonb_build_object('{NOTES_KEY}', "
+    f"coalesce(processing_errors->'{NOTES_KEY}', '[]'::jsonb) || jsonb_build_array(%(note)s::jsonb)) "
     "ELSE jsonb_build_array(processing_errors, %(note)s::jsonb) END"
 )
 
 
 def set_outcome(conn: Connection, ingestion_id: str, status: str, note: dict[str, Any] | None) -> None:
-    """Set the status and ``processed_at``; append ``note`` to ``processing_errors``, never overwriting.
+    """Set the status and ``processed_at``; add ``note`` to ``processing_errors``, never overwriting.
 
-    The original error explains the loss, so it stays: a list gets the note appended, any other
-    value becomes the first element of a list.
+    The original error explains the loss, so it stays: a list gets the note appended; an object
+    (what the Health Export API writes: ``errors``, ``processing_metadata``, ...) keeps every key
+    and gets the note appended to a ``recovery_notes`` list beside them; any other value becomes
+    the first element of a list.
     """
     run(
         conn,
@@ -159,6 +169,14 @@ def restore_status(
     )
 
 
+def notes_sql(column: str) -> str:
+    """SQL for the recovery notes of a ``processing_errors`` value as a jsonb array (of every element, for
+    a list: the caller filters ``source = 'recovery'``); ``column`` comes from the caller's own SQL."""
+    return (f"CASE WHEN jsonb_typeof({column}) = 'array' THEN {column} "
+            f"WHEN jsonb_typeof({column}->'{NOTES_KEY}') = 'array' THEN {column}->'{NOTES_KEY}' "
+            "ELSE '[]'::jsonb END")
+
+
 # --- verification -------------------------------------------------------------------------------
 
 
@@ -185,6 +203,23 @@ def recovery_failures(conn: Connection, *, since: datetime, user_id: str | None)
         f"{where} AND processing_status = 'recovery_failed' ORDER BY created_at, id",
         params,
     ).all()
+
+
+# A placeholder (the API's form for the largest uploads) is a few hundred bytes: the size test reads
+# no payload (pg_column_size does not decompress), so only small values have their keys looked at.
+_PLACEHOLDERS_SQL = f"""
+SELECT id::text AS id, user_id::text AS user_id, {_STATUS} AS status, payload_size_bytes, created_at
+FROM raw_ingestions
+WHERE created_at >= %(since)s AND pg_column_size(raw_payload) < 4096
+  AND raw_payload ? 'large_payload' AND NOT raw_payload ? 'data'{{user}}
+ORDER BY created_at, id
+"""
+
+
+def placeholders(conn: Connection, *, since: datetime, user_id: str | None = None) -> list[Row[Any]]:
+    """Ingestions created since ``since`` whose stored value is only a placeholder (any status)."""
+    sql = _PLACEHOLDERS_SQL.replace("{user}", " AND user_id = %(user_id)s" if user_id else "")
+    return run(conn, sql, {"since": since, "user_id": user_id}).all()
 
 
 # --- the monitor's aggregates -------------------------------------------------------------------

@@ -189,6 +189,8 @@ def pg_type(t: MetricTable, column: str) -> str:
         return "text"
     if isinstance(col_type, JSONB):
         return "jsonb"
+    if isinstance(col_type, sa.Boolean):
+        return "boolean"
     return "double precision"
 
 

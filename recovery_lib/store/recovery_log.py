@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from recovery_lib.db import run
+from recovery_lib.store.ingestions import notes_sql
 
 
 def log_outcome(conn: Connection, *, run_id: str, worker: str | None, ingestion_id: str, outcome: str,
@@ -69,8 +70,9 @@ SELECT date_trunc('week', recovered_at, 'UTC') AS week, count(*) AS recovered,
 FROM delays GROUP BY GROUPING SETS ((1), ()) ORDER BY 1 NULLS LAST
 """
 
-# Each failed recovery with the category of the note that run appended to processing_errors.
-_FAILURE_REASONS_SQL = """
+# Each failed recovery with the category of the note that run added to processing_errors (a list
+# of them, or the API's object with its recovery_notes).
+_FAILURE_REASONS_SQL = f"""
 SELECT coalesce(n.note ->> 'category', 'unrecorded') AS category,
        count(*) AS failures,
        count(DISTINCT l.ingestion_id) AS ingestions,
@@ -79,8 +81,7 @@ FROM recovery_log l
 JOIN raw_ingestions i ON i.id = l.ingestion_id
 LEFT JOIN LATERAL (
     SELECT e AS note
-    FROM jsonb_array_elements(
-        CASE WHEN jsonb_typeof(i.processing_errors) = 'array' THEN i.processing_errors ELSE '[]'::jsonb END) e
+    FROM jsonb_array_elements({notes_sql("i.processing_errors")}) e
     WHERE e ->> 'source' = 'recovery' AND e ->> 'run_id' = l.run_id
     LIMIT 1
 ) n ON true
