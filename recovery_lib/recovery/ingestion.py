@@ -115,7 +115,7 @@ def preview_one(
             return outcome
         outcome.constraints_checked = report.constraints_checkable
         if report.constraints_checkable:
-            _trial(conn, candidate, options, report, outcome)
+            _trial(conn, candidate, options, report, outcome, found)
         expectation = reconcile.expected_keys(
             conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",
             payload_size=candidate.payload_size_bytes, found=found,
@@ -145,7 +145,7 @@ def preview_one(
 
 def _trial(
     conn: Connection, candidate: Candidate, options: RecoveryOptions, report: RecoveryReport,
-    outcome: IngestionOutcome,
+    outcome: IngestionOutcome, found: stored.Stored,
 ) -> None:
     """Write the rows under a savepoint that is rolled back, to learn which ones the target refuses.
 
@@ -154,7 +154,8 @@ def _trial(
     """
     scratch = new_outcome(candidate, outcome.worker or "", "would_recover")
     run(conn, "SAVEPOINT preview_trial")
-    merge_payload(conn, candidate, scratch, options.batch_config, options.insert_method, report.started_at)
+    merge_payload(conn, candidate, scratch, options.batch_config, options.insert_method, report.started_at,
+                  report.run_id, found)
     run(conn, "ROLLBACK TO SAVEPOINT preview_trial")
     outcome.refusals = scratch.refusals
     outcome.constraint_search_statements = scratch.constraint_search_statements
