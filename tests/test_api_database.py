@@ -91,7 +91,8 @@ def test_db_init_on_the_api_database_creates_its_own_schema_and_nothing_else(api
     created = schema.init_db(api_engine)
     again = schema.init_db(api_engine)
 
-    assert created == ["recovery.recovery_log", "recovery.reconciliation_cache", "recovery.constraint_rejections"]
+    assert created == ["recovery.recovery_log", "recovery.recovery_journal", "recovery.recovery_undo",
+                       "recovery.reconciliation_cache", "recovery.constraint_rejections"]
     assert again == []
     assert catalog_definitions(api_engine) == before  # no table, column, constraint, index, trigger, enum added
     assert _schemas_of(api_engine, ("recovery_log", "reconciliation_cache")) == {

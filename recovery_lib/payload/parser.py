@@ -17,27 +17,8 @@ Workouts count as points of ``workouts``, each point of a workout's series or ro
 that array, each object of the API's internal form (``{"type": "HeartRate", ...}``, one row each)
 as a point of its type.
 
-Decisions the contract leaves open:
-
-* Numbers are strict: a numeric string (``"72"``) is ``non_numeric`` like any other string, and a
-  bool is not a number. A ``{"qty": ..., "units": ...}`` object counts as its ``qty`` in those units.
-* ``"metrics": null`` (or ``workouts``, or a metric's ``data``) is ``invalid_structure``: only an
-  absent key means an empty list.
-
-* ``invalid_point`` also covers a point this contract cannot read: unknown units (``field='units'``)
-  and an unknown sleep stage (``field='value'``). A value stored at a guessed scale would be wrong.
-* An end before its start (``sleepEnd``, a segment's ``endDate``, a workout's ``end``) is
-  ``invalid_date``; a sleep segment longer than 1440 minutes is ``out_of_range``.
-* Aggregated sleep needs ``totalSleep`` or ``asleep`` (else ``missing_value``); ``efficiency`` uses
-  whichever of the two gave the duration.
-* Unaggregated sleep sessions are emitted at the end of their metric (they need grouping). Their row
-  carries the index of the session's first segment in start order; stage columns without segments
-  are 0. A session whose start repeats an aggregated point of the same metric rejects each of its
-  segments as ``duplicate_point``.
-* Duplicates are tracked per metric name over the whole payload (a metric listed twice is still one
-  metric), by the key in whole microseconds: a ``timestamptz`` keeps sub-second precision, so
-  14:30:00.2 and 14:30:00.5 are different rows. That is one int per row-producing point.
-* A naive ``now`` is taken as UTC.
+The decisions the contract leaves open are in docs/payload-format.md ("Decisions the contract
+leaves open").
 """
 
 from __future__ import annotations
