@@ -81,7 +81,8 @@ def test_ingestions_still_failing_have_their_reason_in_plain_words_and_nothing_e
     for ingestion_id, item in failed.items():
         assert failing[ingestion_id]["reason"] == notices.REASONS[item.failure_category]
         assert item.failure_message not in json.dumps(data), "the operator's message is not a user's notice"
-    assert notices.REASONS["checksum_mismatch"] in {f["reason"] for f in failing.values()}
+    # Which categories occur is the generator's (a garbage hash is now unverifiable and recovered,
+    # issue 13); each failing ingestion's reason is its category's, checked above.
     with (folder / f"restoration_notices_{report.run_id}.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {r["kind"] for r in rows} == {"restored", "still_failing"}
