@@ -1,4 +1,4 @@
-"""A database built the way the Health Export API builds its own: ``users``, ``raw_ingestions`` and five metric tables.
+"""A database built the way the Health Export API builds its own: its ingestion tables and five metric tables.
 
 Our own DDL of a subset of ``database/schema.sql`` (Ladvien/self-sensored): the same table and
 column names, types (INTEGER heart rates and minutes, NUMERIC percentages, enums), CHECK
@@ -9,16 +9,17 @@ name stands in. :func:`catalog_definitions` dumps what ``db init`` and a recover
 
 from __future__ import annotations
 
+import api_schema
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recovery_lib import schema
 
-API_TABLES = ("users", "raw_ingestions", "heart_rate_metrics", "blood_pressure_metrics", "sleep_metrics",
-              "activity_metrics", "workouts")
+# The API's ingestion tables (tests/api_schema.py) and five of its metric tables.
+METRIC_TABLES = ("heart_rate_metrics", "blood_pressure_metrics", "sleep_metrics", "activity_metrics", "workouts")
+API_TABLES = (*api_schema.API_TABLES, *METRIC_TABLES)
 
-API_DDL = """
-CREATE OR REPLACE FUNCTION uuid_generate_v4() RETURNS uuid LANGUAGE sql VOLATILE AS 'SELECT gen_random_uuid()';
+API_DDL = api_schema.API_DDL + """
 CREATE TYPE activity_context AS ENUM ('resting', 'walking', 'running', 'cycling', 'exercise', 'sleeping',
     'sedentary', 'active', 'post_meal', 'stressed', 'recovery');
 CREATE TYPE workout_type AS ENUM ('american_football', 'archery', 'australian_football', 'badminton', 'baseball',
@@ -33,30 +34,6 @@ CREATE TYPE workout_type AS ENUM ('american_football', 'archery', 'australian_fo
     'downhill_skiing', 'flexibility', 'hiit', 'jump_rope', 'kickboxing', 'pilates', 'snowboarding', 'stairs',
     'step_training', 'wheelchair_walk_pace', 'wheelchair_run_pace', 'tai_chi', 'mixed_cardio', 'hand_cycling',
     'disc_sports', 'fitness_gaming', 'strength_training', 'sports', 'other');
-CREATE TABLE users (
-    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
-    email VARCHAR(255) UNIQUE NOT NULL,
-    apple_health_id VARCHAR(255) UNIQUE,
-    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
-    updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
-    is_active BOOLEAN DEFAULT true,
-    metadata JSONB DEFAULT '{}'::jsonb
-);
-CREATE TABLE raw_ingestions (
-    id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
-    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    processing_job_id UUID,
-    payload_hash VARCHAR(64) NOT NULL,
-    payload_size_bytes INTEGER NOT NULL,
-    raw_payload JSONB NOT NULL,
-    processing_status VARCHAR(50) DEFAULT 'pending',
-    processing_errors JSONB,
-    processed_at TIMESTAMPTZ,
-    created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX idx_raw_ingestions_user_id ON raw_ingestions(user_id);
-CREATE INDEX idx_raw_ingestions_created_at ON raw_ingestions(created_at);
-CREATE INDEX idx_raw_ingestions_processing_status ON raw_ingestions(processing_status);
 CREATE TABLE heart_rate_metrics (
     id UUID PRIMARY KEY DEFAULT uuid_generate_v4(),
     user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
@@ -158,7 +135,7 @@ def drop_api_database(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP SCHEMA IF EXISTS recovery CASCADE")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(reversed(API_TABLES))} CASCADE")
-        conn.exec_driver_sql("DROP TYPE IF EXISTS activity_context, workout_type")
+        conn.exec_driver_sql("DROP TYPE IF EXISTS activity_context, workout_type, job_status, job_type")
         conn.exec_driver_sql("DROP FUNCTION IF EXISTS uuid_generate_v4()")
 
 
