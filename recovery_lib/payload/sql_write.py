@@ -5,7 +5,8 @@ The statements come from :mod:`recovery_lib.payload.sql_plan` (the parser's rule
     >>> plan = sql_plan.plan_payload(cursor, ingestion_id, latest)
     >>> reports = insert_planned(cursor, plan, user_id, journal)   # None: rolled back, the parser does it all
 
-Within a table, the first metric is written by one statement (a plain INSERT when the user has
+A table with few points in the payload is written by one grouped merge that also counts its
+keys. Otherwise, within a table, the first metric is written by one statement (a plain INSERT when the user has
 no rows in its date range, the large metric of an export usually is), then the table's other
 metrics by one statement grouped by key, each column taking its first value in payload order;
 both fill NULL columns and never overwrite, as the parser's merge. A point SQL cannot take
@@ -39,6 +40,9 @@ from recovery_lib.store.metric_rows import TableReport, update_clause
 
 # Distinct keys of a table's metrics and the ctid of their row before the inserts (see _report).
 KEYS_TABLE = "sql_path_keys"
+# A table with at most this many points in the payload is written by one statement (_write_small):
+# the probe, savepoints and key tracking of a large metric cost more than grouping a few points.
+SMALL_TABLE_POINTS = 2_000
 _KEYS_DDL = f"CREATE TEMP TABLE {KEYS_TABLE} (key timestamptz NOT NULL, pre_ctid tid) ON COMMIT DELETE ROWS"
 
 
@@ -62,6 +66,8 @@ def _write_table(
     cursor: Any, plan: SqlPlan, table: MetricTable, metrics: list[PlannedMetric], user_id: str,
     journal: JournalContext,
 ) -> TableReport:
+    if sum(m.points for m in metrics) <= SMALL_TABLE_POINTS:
+        return _write_small(cursor, plan, table, metrics, user_id, journal)
     first, rest = metrics[0], metrics[1:]
     if not _rows_in_range(cursor, table, metrics, user_id):
         # Likely no row of these keys exists: the first metric goes in with a plain INSERT (no
@@ -91,6 +97,23 @@ def _write_table(
     _fill_keys(cursor, plan, table, metrics, user_id)
     inserted = sum(_insert(cursor, plan, table, part, user_id, journal, merge=True) for part in ([first], rest))
     return _report(cursor, table, user_id, inserted, extra_keys=0)
+
+
+def _write_small(
+    cursor: Any, plan: SqlPlan, table: MetricTable, metrics: list[PlannedMetric], user_id: str,
+    journal: JournalContext,
+) -> TableReport:
+    """Few points: one merge of every metric, grouped by key, that counts its keys as it writes.
+
+    Each key is inserted or conflicts with a row that existed before (the one statement sees no
+    other write of this payload), so the rows present before are the keys not inserted.
+    """
+    cursor.execute(
+        _insert_sql(table, metrics, merge=True, counted=True),
+        statement_params(plan, user_id=user_id, **journal.params(table.name)),
+    )
+    expected, inserted, filled = cursor.fetchone()
+    return TableReport(expected, expected - inserted, inserted, filled, expected)
 
 
 def _report(cursor: Any, table: MetricTable, user_id: str, inserted: int, extra_keys: int) -> TableReport:
@@ -156,13 +179,14 @@ def _fill_keys(
     )
 
 
-def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: bool) -> str:
+def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: bool, *, counted: bool = False) -> str:
     """INSERT ... SELECT of the points of ``metrics``; a failed check makes the key NULL.
 
     A plain INSERT (``merge=False``, one metric): its points as they are; a key twice fails the
     unique index. Otherwise grouped by key, each column taking its first value in payload order,
     and a key twice within one metric makes the key NULL: ON CONFLICT alone would not refuse it
     when the row exists and neither occurrence changes it (DO UPDATE ... WHERE false only locks).
+    ``counted`` (a merge): the statement also returns how many keys it wrote or found.
     """
     columns = [c for c in table.values if c == "source_device" or any(
         f.column == c for m in metrics for f in m.spec.fields)]
@@ -181,14 +205,16 @@ def _insert_sql(table: MetricTable, metrics: Sequence[PlannedMetric], merge: boo
             f"SELECT CASE WHEN count(*) = count(DISTINCT position) THEN key END, {picks} "
             f"FROM ({union}) s GROUP BY key"
         )
+    rows = "src" if counted else f"({source}) rows"
     insert = (
         f"INSERT INTO {table.sql_name} AS t (user_id, {table.key}, {', '.join(columns)}) "
-        f"SELECT %(user_id)s, * FROM ({source}) rows"
+        f"SELECT %(user_id)s, * FROM {rows}"
     )
     if not merge:
         return journaled(table, insert, merge=False)  # every row it writes is new
     sets, changed = update_clause(table)
-    return journaled(table, f"{insert} ON CONFLICT (user_id, {table.key}) DO UPDATE SET {sets} WHERE {changed}")
+    return journaled(table, f"{insert} ON CONFLICT (user_id, {table.key}) DO UPDATE SET {sets} WHERE {changed}",
+                     source=source if counted else None)
 
 
 def _insert(

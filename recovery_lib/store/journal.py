@@ -54,11 +54,12 @@ def _match(t: MetricTable, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{c} = {right}.{c}" for c in cols)
 
 
-def journaled(t: MetricTable, insert: str, *, merge: bool = True) -> str:
+def journaled(t: MetricTable, insert: str, *, merge: bool = True, source: str | None = None) -> str:
     """``insert`` (into ``t``, no RETURNING) and its journal lines, as one statement returning ``(inserted, filled)``.
 
     ``merge``: the statement has ``ON CONFLICT ... DO UPDATE`` (it may fill existing rows); a
-    plain INSERT only inserts. Parameters: the statement's own, ``user_id`` and
+    plain INSERT only inserts. ``source``: a query ``insert`` reads as ``src``; the statement then
+    returns ``(rows of src, inserted, filled)``. Parameters: the statement's own, ``user_id`` and
     :meth:`JournalContext.params`.
     """
     tag = f", {t.tag}" if t.tag else ""
@@ -81,10 +82,11 @@ def journaled(t: MetricTable, insert: str, *, merge: bool = True) -> str:
     )
     filled = (f"{who}'fill', cols, array_agg({t.key}), {tags}, min(xid), array_agg(prev) FROM f "
               "WHERE cardinality(cols) > 0 GROUP BY cols")
+    src, counted = (f"src AS MATERIALIZED ({source}), ", "(SELECT count(*) FROM src), ") if source else ("", "")
     return (
-        f"WITH w AS ({insert} {returning}), f AS ({filled_rows}), "
+        f"WITH {src}w AS ({insert} {returning}), f AS ({filled_rows}), "
         f"j AS ({head}{inserted} UNION ALL {filled}) "
-        "SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM w"
+        f"SELECT {counted}count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM w"
     )
 
 
