@@ -172,3 +172,32 @@ def test_recover_on_the_api_database_lands_what_it_can_hold_and_names_the_rest(a
     assert {(u["table"], u["field"]) for u in checked["target"]["unsupported_by_schema"]} >= {
         ("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)}
     assert catalog_definitions(api_engine) == before  # db init and the recovery changed no definition
+
+
+def test_review_undo_and_notices_in_a_fresh_process_read_the_api_tables(api_engine, tmp_path):
+    """A kernel or command started after the recovery has the catalogue's own tables bound until it
+    binds the target: the review, the undo and the notices must read the API's tables all the same."""
+    from recovery_lib import notices, review
+
+    schema.init_db(api_engine)
+    user = add_user(api_engine)
+    add_ingestion(api_engine, user, api_payload(), errors=PARAM_LIMIT_ERROR)
+    run_id = recovery.run_recovery(api_engine, progress=False).run_id
+    restored = api_counts(api_engine)
+
+    schema.bind_metric_tables(None)  # as in a fresh process
+    week = review.build_review(api_engine, weeks=1, runs_dir=tmp_path).to_dict()["totals"]
+    assert (week["data_loss"], week["rows_still_missing"]) == (1, 0)
+
+    schema.bind_metric_tables(None)
+    told = notices.of_run(api_engine, run_id).to_dict()
+    assert sum(r["rows"] for u in told["users"] for r in u["restored"]) == sum(restored.values())
+
+    schema.bind_metric_tables(None)
+    checked = recovery.undo_run(api_engine, run_id=run_id, dry_run=True).to_dict()
+    assert (checked["refused"], checked["would_undo"]) == (None, 1)
+
+    schema.bind_metric_tables(None)
+    undone = recovery.undo_run(api_engine, run_id=run_id).to_dict()
+    assert (undone["refused"], undone["undone"]) == (None, 1)
+    assert api_counts(api_engine) == dict.fromkeys(restored, 0)
