@@ -201,3 +201,28 @@ def test_review_undo_and_notices_in_a_fresh_process_read_the_api_tables(api_engi
     undone = recovery.undo_run(api_engine, run_id=run_id).to_dict()
     assert (undone["refused"], undone["undone"]) == (None, 1)
     assert api_counts(api_engine) == dict.fromkeys(restored, 0)
+
+
+def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_engine, tmp_path, capsys):
+    from recovery_lib.cli import main
+    from recovery_lib.monitor import build_monitoring_report
+
+    schema.init_db(api_engine)
+    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
+    schema.bind_metric_tables(None)  # as in a fresh process
+
+    monitor = build_monitoring_report(api_engine, hours=24)
+    found = monitor.to_dict()["target"]
+    assert (found["existing_database"], found["bookkeeping_schema"]) == (True, "recovery")
+    assert {("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)} <= {
+        (u["table"], u["field"]) for u in found["unsupported_by_schema"]}
+    assert "unsupported_by_schema" in monitor.headline()
+
+    textfile = tmp_path / "health_export.prom"
+    assert main(["monitor", "--hours", "24", "--prom-textfile", str(textfile)]) == 0
+    shown = capsys.readouterr().out
+    assert "TARGET (bookkeeping in schema recovery)" in shown
+    assert "unsupported_by_schema: heart_rate_metrics.heart_rate_min  (heart_rate)" in shown
+    text = textfile.read_text()
+    assert 'health_export_target_info{bookkeeping_schema="recovery",existing_database="true"} 1.0' in text
+    assert 'health_export_unsupported_by_schema{field="heart_rate_min",table="heart_rate_metrics"} 1.0' in text
