@@ -236,3 +236,59 @@ def test_the_default_runbook_on_the_api_database_from_the_command_line(api_engin
         (ids["placeholder"], "body_not_stored"), (ids["jsonb"], "unsupported_points")])
     assert checked["unrecoverable_loss"] == 2
     assert catalog_definitions(api_engine) == before
+
+
+# --- the notebooks ---------------------------------------------------------------------------------------
+
+
+def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_engine, tmp_path):
+    from recovery_lib.runbook.execute import RunResult, run_notebook
+
+    def run(name: str, **parameters) -> RunResult:
+        result = run_notebook(name, parameters, runs_dir=tmp_path / "runs", progress_bar=False)
+        assert result.ok, (name, result.error)
+        return result
+
+    before = catalog_definitions(api_engine)
+    schema.init_db(api_engine)
+    ids = store_incident(api_engine)
+
+    preview = run("preview")
+    edit_after_preview(api_engine, ids["internal"])
+    recovered = run("recover", preview_report=str(preview.report_path)).report
+    checked = run("verify", since="30d").report
+    monitored = run("monitor", hours=24).report
+    reviewed = run("review", weeks=1, runs_dir=str(tmp_path / "runs")).report
+    undo = run("undo", run_id=recovered["run_id"], dry_run=True).report
+
+    items = by_name(ids, recovered)
+    assert (items["internal"]["outcome"], items["internal"]["failure_category"]) == ("skipped",
+                                                                                    "changed_since_preview")
+    assert {name: refusals_of(i) for name, i in items.items() if i["refusals"]} == REFUSALS
+    assert {name: refusals_of(i) for name, i in by_name(ids, preview.report).items() if i["refusals"]} == REFUSALS
+    assert api_rows(api_engine) == OTHER_ROWS
+    # Rows: what the recovery inserted is what verify and the monitor no longer miss.
+    assert recovered["rows_inserted_total"] == sum(len(rows) for rows in OTHER_ROWS.values())
+    assert checked["missing_metrics_total"] == monitored["missing_metrics_total"] == 5  # the edited one's
+    # Refusals and unsupported points: the same accounting in all three.
+    for report in (recovered, checked, monitored):
+        assert report["accounting"]["rejected"] == {"constraint_violation": 3}
+        assert report["accounting"]["unsupported"] == {"future_metric: unsupported_by_schema": 1}
+    # Placeholders: the one recovered named, both (the one in 'parsing' too) unrecoverable loss.
+    assert [b["ingestion_id"] for b in recovered["bodies_not_stored"]] == [ids["placeholder"]]
+    assert checked["unrecoverable_loss"] == monitored["unrecoverable_loss"] == 2
+    assert monitored["bodies_not_stored"] == 2
+    assert any("2 payloads were never stored" in r for r in monitored["recovery_recommendations"])
+    # The target section: what the API's tables cannot hold, the same in every report.
+    assert preview.report["target"] == recovered["target"] == checked["target"] == monitored["target"]
+    assert {("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)} <= {
+        (u["table"], u["field"]) for u in monitored["target"]["unsupported_by_schema"]}
+    # The review: the week's loss, the edited one's rows still missing; the recovery's rows restored.
+    week = reviewed["totals"]
+    assert (week["rows_still_missing"], week["still_missing_ingestions"]) == (5, 1)
+    assert week["rows_restored"] == recovered["rows_inserted_total"]
+    assert reviewed["rows_restored_by_table"] == {name: t["inserted"] for name, t in recovered["tables"].items()}
+    # The undo would revert every ingestion the run finished (not the one it left as found).
+    assert (undo["refused"], undo["would_undo"]) == (None, len(items) - 1)
+    assert undo["rows_deleted_total"] == recovered["rows_inserted_total"]
+    assert catalog_definitions(api_engine) == before
