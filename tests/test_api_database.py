@@ -226,3 +226,18 @@ def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_e
     text = textfile.read_text()
     assert 'health_export_target_info{bookkeeping_schema="recovery",existing_database="true"} 1.0' in text
     assert 'health_export_unsupported_by_schema{field="heart_rate_min",table="heart_rate_metrics"} 1.0' in text
+
+
+def test_summary_counts_the_api_tables_rows(api_engine, capsys):
+    from recovery_lib.cli import main
+
+    schema.init_db(api_engine)
+    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
+    recovery.run_recovery(api_engine, progress=False)
+    schema.bind_metric_tables(None)  # as in a fresh process
+
+    assert main(["summary"]) == 0
+    shown = capsys.readouterr().out
+    assert "  heart_rate_metrics: 50\n" in shown and "  workout_metrics: 1\n" in shown  # the API's workouts
+    assert "other_metrics" not in shown  # no such table there
+    assert "recovery_log: 1" in shown
