@@ -10,7 +10,6 @@ name stands in. :func:`catalog_definitions` dumps what ``db init`` and a recover
 from __future__ import annotations
 
 import api_schema
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recovery_lib import schema
@@ -140,33 +139,5 @@ def drop_api_database(engine: Engine) -> None:
 
 
 def catalog_definitions(engine: Engine) -> dict[str, list[tuple]]:
-    """The API tables' definitions as pg_catalog holds them: columns, constraints, indexes, triggers."""
-    names = list(API_TABLES)
-    with engine.connect() as conn:
-        def rows(sql: str) -> list[tuple]:
-            return [tuple(r) for r in conn.execute(sa.text(sql), {"names": names}).all()]
-
-        return {
-            "columns": rows(
-                "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
-                "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
-                "AND d.adnum = a.attnum WHERE n.nspname = 'public' AND c.relname = ANY(:names) AND a.attnum > 0 "
-                "AND NOT a.attisdropped ORDER BY 1, 2"),
-            "constraints": rows(
-                "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k "
-                "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
-            "indexes": rows(
-                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
-                "AND tablename = ANY(:names) ORDER BY 1, 2"),
-            "triggers": rows(
-                "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
-                "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
-            "tables": rows(
-                "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1, 2"),
-            "types": rows(
-                "SELECT t.typname, e.enumsortorder, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
-                "ORDER BY 1, 2"),
-        }
+    """The API tables' definitions as pg_catalog holds them (tests/api_schema.py's, over the metric tables too)."""
+    return api_schema.definitions(engine, API_TABLES)

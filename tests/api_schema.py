@@ -92,19 +92,6 @@ CREATE INDEX idx_raw_ingestions_processing_status ON raw_ingestions(processing_s
 API_TABLES = ("users", "api_keys", "processing_jobs", "raw_ingestions")
 PLACEHOLDER_NOTE = "Raw payload too large for JSON storage - processing in background"
 
-# What defines a table: its columns (type, default, nullability), constraints and indexes.
-_DEFINITION_SQL = """
-SELECT c.relname,
-       (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
-                          || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''), ', ' ORDER BY a.attnum)
-        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-       (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname)
-        FROM pg_constraint WHERE conrelid = c.oid),
-       (SELECT string_agg(pg_get_indexdef(indexrelid), ', ' ORDER BY indexrelid::regclass::text)
-        FROM pg_index WHERE indrelid = c.oid)
-FROM pg_class c WHERE c.relname = ANY(:tables) AND c.relkind = 'r' ORDER BY 1
-"""
 
 
 def drop_api_tables(engine: Engine) -> None:
@@ -122,9 +109,38 @@ def create_api_tables(engine: Engine) -> None:
         conn.exec_driver_sql(API_DDL)
 
 
-def definitions(engine: Engine, tables: tuple[str, ...] = API_TABLES) -> list[tuple[Any, ...]]:
+def definitions(engine: Engine, tables: tuple[str, ...] = API_TABLES) -> dict[str, list[tuple]]:
+    """What defines ``tables`` (in ``public``) as pg_catalog holds it: columns (type, default, nullability),
+    constraints, indexes, triggers; and every table of ``public`` and every enum type."""
+    names = list(tables)
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(_DEFINITION_SQL), {"tables": list(tables)})]
+        def rows(sql: str) -> list[tuple]:
+            return [tuple(r) for r in conn.execute(sa.text(sql), {"names": names}).all()]
+
+        return {
+            "columns": rows(
+                "SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+                "AND d.adnum = a.attnum WHERE n.nspname = 'public' AND c.relname = ANY(:names) AND a.attnum > 0 "
+                "AND NOT a.attisdropped ORDER BY 1, 2"),
+            "constraints": rows(
+                "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k "
+                "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
+            "indexes": rows(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                "AND tablename = ANY(:names) ORDER BY 1, 2"),
+            "triggers": rows(
+                "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relname = ANY(:names) ORDER BY 1, 2"),
+            "tables": rows(
+                "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1, 2"),
+            "types": rows(
+                "SELECT t.typname, e.enumsortorder, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                "ORDER BY 1, 2"),
+        }
 
 
 # --- the internal form, as the API serialises it --------------------------------------------------------

@@ -172,3 +172,72 @@ def test_recover_on_the_api_database_lands_what_it_can_hold_and_names_the_rest(a
     assert {(u["table"], u["field"]) for u in checked["target"]["unsupported_by_schema"]} >= {
         ("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)}
     assert catalog_definitions(api_engine) == before  # db init and the recovery changed no definition
+
+
+def test_review_undo_and_notices_in_a_fresh_process_read_the_api_tables(api_engine, tmp_path):
+    """A kernel or command started after the recovery has the catalogue's own tables bound until it
+    binds the target: the review, the undo and the notices must read the API's tables all the same."""
+    from recovery_lib import notices, review
+
+    schema.init_db(api_engine)
+    user = add_user(api_engine)
+    add_ingestion(api_engine, user, api_payload(), errors=PARAM_LIMIT_ERROR)
+    run_id = recovery.run_recovery(api_engine, progress=False).run_id
+    restored = api_counts(api_engine)
+
+    schema.bind_metric_tables(None)  # as in a fresh process
+    week = review.build_review(api_engine, weeks=1, runs_dir=tmp_path).to_dict()["totals"]
+    assert (week["data_loss"], week["rows_still_missing"]) == (1, 0)
+
+    schema.bind_metric_tables(None)
+    told = notices.of_run(api_engine, run_id).to_dict()
+    assert sum(r["rows"] for u in told["users"] for r in u["restored"]) == sum(restored.values())
+
+    schema.bind_metric_tables(None)
+    checked = recovery.undo_run(api_engine, run_id=run_id, dry_run=True).to_dict()
+    assert (checked["refused"], checked["would_undo"]) == (None, 1)
+
+    schema.bind_metric_tables(None)
+    undone = recovery.undo_run(api_engine, run_id=run_id).to_dict()
+    assert (undone["refused"], undone["undone"]) == (None, 1)
+    assert api_counts(api_engine) == dict.fromkeys(restored, 0)
+
+
+def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_engine, tmp_path, capsys):
+    from recovery_lib.cli import main
+    from recovery_lib.monitor import build_monitoring_report
+
+    schema.init_db(api_engine)
+    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
+    schema.bind_metric_tables(None)  # as in a fresh process
+
+    monitor = build_monitoring_report(api_engine, hours=24)
+    found = monitor.to_dict()["target"]
+    assert (found["existing_database"], found["bookkeeping_schema"]) == (True, "recovery")
+    assert {("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)} <= {
+        (u["table"], u["field"]) for u in found["unsupported_by_schema"]}
+    assert "unsupported_by_schema" in monitor.headline()
+
+    textfile = tmp_path / "health_export.prom"
+    assert main(["monitor", "--hours", "24", "--prom-textfile", str(textfile)]) == 0
+    shown = capsys.readouterr().out
+    assert "TARGET (bookkeeping in schema recovery)" in shown
+    assert "unsupported_by_schema: heart_rate_metrics.heart_rate_min  (heart_rate)" in shown
+    text = textfile.read_text()
+    assert 'health_export_target_info{bookkeeping_schema="recovery",existing_database="true"} 1.0' in text
+    assert 'health_export_unsupported_by_schema{field="heart_rate_min",table="heart_rate_metrics"} 1.0' in text
+
+
+def test_summary_counts_the_api_tables_rows(api_engine, capsys):
+    from recovery_lib.cli import main
+
+    schema.init_db(api_engine)
+    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
+    recovery.run_recovery(api_engine, progress=False)
+    schema.bind_metric_tables(None)  # as in a fresh process
+
+    assert main(["summary"]) == 0
+    shown = capsys.readouterr().out
+    assert "  heart_rate_metrics: 50\n" in shown and "  workout_metrics: 1\n" in shown  # the API's workouts
+    assert "other_metrics" not in shown  # no such table there
+    assert "recovery_log: 1" in shown

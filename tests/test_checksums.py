@@ -216,8 +216,10 @@ def test_recover_from_a_preview_refuses_a_payload_edited_since_and_takes_nothing
 
     [report_file] = tmp_path.glob("data_recovery_report_*.json")
     report = json.loads(report_file.read_text())
-    assert statuses(api_engine) == {kept: "recovered", changed: "recovery_failed", later: "error"}
-    assert by_id(report)[changed]["failure_category"] == "changed_since_preview"
+    # The edited one is left as found (like the one the preview did not see): the next recovery takes it.
+    assert statuses(api_engine) == {kept: "recovered", changed: "error", later: "error"}
+    assert (by_id(report)[changed]["outcome"], by_id(report)[changed]["failure_category"]) == (
+        "skipped", "changed_since_preview")
     assert by_id(report)[changed]["checksum"] == "verified"
     assert report["preview"]["previewed"] == 2 and report["preview"]["candidates_not_previewed"] == 1
     assert report["parameters"]["preview_report"] == str(preview)
@@ -266,8 +268,9 @@ def test_the_notebooks_preview_then_recover_what_was_previewed(api_engine, tmp_p
                                   progress_bar=False)
 
     assert recover.ok, recover.error
-    assert statuses(api_engine) == {kept: "recovered", changed: "recovery_failed", placeholder: "recovery_failed"}
+    assert statuses(api_engine) == {kept: "recovered", changed: "error", placeholder: "recovery_failed"}
     outcomes = by_id(recover.report)
-    assert outcomes[changed]["failure_category"] == "changed_since_preview"
+    assert (outcomes[changed]["outcome"], outcomes[changed]["failure_category"]) == ("skipped",
+                                                                                    "changed_since_preview")
     assert outcomes[placeholder]["failure_category"] == "body_not_stored"
     assert api_schema.definitions(api_engine) == definitions

@@ -102,6 +102,29 @@ def test_loss_metrics_are_absent_without_the_deep_check(engine):
     assert m[("health_export_recovery_processed_total", (("status", "success"),))] == 0
 
 
+
+def test_the_target_section_is_exported_per_table_and_field(engine):
+    """On the API's database the monitor names what its tables cannot hold (the report's ``target``)."""
+    report = build_monitoring_report(engine, hours=24, now=NOW).to_dict()
+    own = exposition(report)
+    assert own[("health_export_target_info", (("bookkeeping_schema", "public"), ("existing_database", "false")))] == 1
+    assert not any(name == "health_export_unsupported_by_schema" for name, _ in own)
+
+    report["target"] = {"existing_database": True, "bookkeeping_schema": "recovery", "tables": {},
+                        "unsupported_by_schema": [
+                            {"category": "unsupported_by_schema", "table": "heart_rate_metrics",
+                             "field": "heart_rate_min", "metrics": ["heart_rate"]},
+                            {"category": "unsupported_by_schema", "table": "other_metrics", "field": None,
+                             "metrics": []}]}
+    m = exposition(report)
+    assert m[("health_export_target_info", (("bookkeeping_schema", "recovery"), ("existing_database", "true")))] == 1
+    lacking = {labels: value for (name, labels), value in m.items() if name == "health_export_unsupported_by_schema"}
+    assert lacking == {(("field", "heart_rate_min"), ("table", "heart_rate_metrics")): 1,
+                       (("field", ""), ("table", "other_metrics")): 1}
+    text = prometheus_client.generate_latest(prom.registry_from_report(report)).decode()
+    result = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
 # -- textfile -------------------------------------------------------------------------------------
 
 

@@ -12,15 +12,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
-    from recovery_lib import db, schema
+    from recovery_lib import db, schema, target
     from recovery_lib.simulate import database_summary
 
     engine = db.get_engine()
-    missing = {"users", "raw_ingestions", "recovery_log", *schema.METRIC_TABLES} - set(
-        sa.inspect(engine).get_table_names()
-    )
+    with engine.connect() as conn:
+        target.bind(conn)  # the API's database: its own table names, and only the tables it has
+        wanted = {"users", "raw_ingestions", "recovery_log",
+                  *(t.sql_name for t in schema.METRIC_TABLES.values() if t.present)}
+        # to_regclass follows the search path: the bookkeeping may be in its own schema.
+        missing = {name for name in wanted
+                   if db.run(conn, "SELECT to_regclass(%(n)s)", {"n": name}).scalar_one() is None}
     if missing:
         print(
             f"the schema is not initialised (missing: {', '.join(sorted(missing))}); "

@@ -130,10 +130,11 @@ def build_monitoring_report(
 
 def _build(conn: Connection, options: MonitorOptions, now: datetime | None) -> MonitoringReport:
     hours, deep_check, thresholds = options.hours, options.deep_check, options.thresholds
-    target.bind(conn)  # the deep check reads the target's own tables (the API's, on its database)
+    fit = target.bind(conn)  # the deep check reads the target's own tables (the API's, on its database)
     now = (now or run(conn, "SELECT now()").scalar_one()).astimezone(UTC)
     since = now - timedelta(hours=hours)
     report = MonitoringReport(hours, now, since, deep_check, thresholds)
+    report.target = fit.to_dict()
 
     s = ingestions.window_stats(conn, since)
     report.total_raw_ingestions = s.total

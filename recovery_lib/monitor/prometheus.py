@@ -22,6 +22,10 @@ Metrics (the alert rules in ``monitoring/alerts.yml`` use the gauges):
   table (window): the payload has the value, the stored row has NULL
 * ``health_export_monitor_*`` (gauges): when the monitor ran, its window, whether the deep check
   ran, ingestions by status, alerts by level
+* ``health_export_target_info{bookkeeping_schema, existing_database}`` (gauge, 1): the target
+  database (the API's own: ``existing_database="true"``) and where this tool's bookkeeping is
+* ``health_export_unsupported_by_schema{table, field}`` (gauge, 1 each): every catalogue table
+  (``field=""``) or field the target's tables cannot hold (``unsupported_by_schema``)
 
 The ``_total`` counters are read from the database on each run, so they show the current state,
 not events this process counted: ``recovered`` and ``recovery_failed`` are all-time counts of
@@ -202,6 +206,32 @@ class ReportCollector(Collector):
         for level in ("critical", "warning"):
             alerts.add_metric([level], sum(1 for a in d.get("alerts", []) if a.get("level") == level))
         yield alerts
+        yield from _target(d.get("target"))
+
+
+def _target(found: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """The report's ``target`` section (absent in a report from before it existed: nothing)."""
+    if not found:
+        return
+    info = GaugeMetricFamily(
+        f"{PREFIX}target_info",
+        "The target database: existing_database true when its tables were made by someone else (the API), "
+        "bookkeeping_schema where this tool's own tables are.",
+        labels=["bookkeeping_schema", "existing_database"],
+    )
+    info.add_metric([str(found.get("bookkeeping_schema")), str(bool(found.get("existing_database"))).lower()], 1)
+    yield info
+    unsupported = found.get("unsupported_by_schema") or []
+    if unsupported:
+        lacking = GaugeMetricFamily(
+            f"{PREFIX}unsupported_by_schema",
+            "1 for each catalogue table (field empty) or field the target's tables cannot hold: its points are "
+            "named unsupported_by_schema, never stored.",
+            labels=["table", "field"],
+        )
+        for item in unsupported:
+            lacking.add_metric([str(item.get("table")), str(item.get("field") or "")], 1)
+        yield lacking
 
 
 def registry_from_report(report: Any) -> CollectorRegistry:

@@ -15,6 +15,7 @@ from typing import Any
 from recovery_lib.accounting import Accounting
 from recovery_lib.monitor import alerts as al
 from recovery_lib.options import Thresholds
+from recovery_lib.target import target_line
 
 
 def headline(data: Mapping[str, Any]) -> str:
@@ -25,7 +26,7 @@ def headline(data: Mapping[str, Any]) -> str:
     return (
         f"{data.get('total_raw_ingestions', 0)} ingestions in {data.get('window_hours')} h; "
         f"data loss in {data.get('data_loss_detected', 0)} ({data.get('missing_metrics_total', 0)} rows missing); "
-        f"{len(fired)} alert(s)" + (f"; {names}" if names else "")
+        f"{len(fired)} alert(s)" + (f"; {names}" if names else "") + target_line(data.get("target"))
         + (f"; {lost} bodies never stored (unrecoverable: the client must resend)" if lost else "")
     )
 
@@ -111,6 +112,7 @@ class MonitoringReport:
     trend_granularity: str = "hour"
     payload_sizes: list[int] = field(default_factory=list)
     payload_sizes_sampled: bool = False
+    target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
 
     @property
     def failed_total(self) -> int:
@@ -181,6 +183,7 @@ class MonitoringReport:
             "trends": [b.to_dict() for b in self.trends],
             "payload_sizes": list(self.payload_sizes),
             "payload_sizes_sampled": self.payload_sizes_sampled,
+            "target": self.target,
         }
 
 
@@ -261,6 +264,13 @@ def format_text_report(report: MonitoringReport) -> str:
     lines += [
         f"{label + ':':<{width}} {value:>{value_width}}  {note}".rstrip() for label, value, note in stats
     ]
+
+    found = report.target or {}
+    if found.get("existing_database") or found.get("unsupported_by_schema"):
+        lines += _section(f"TARGET (bookkeeping in schema {found.get('bookkeeping_schema')})")
+        lines += [f"unsupported_by_schema: {u['table']}" + (f".{u['field']}" if u.get("field") else " (no table)")
+                  + (f"  ({', '.join(u['metrics'])})" if u.get("metrics") else "")
+                  for u in found.get("unsupported_by_schema") or []] or ["(the target holds every catalogue field)"]
 
     users = report.user_impact
     shown = users[:TEXT_USERS_SHOWN]

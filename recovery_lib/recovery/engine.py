@@ -264,7 +264,10 @@ def _process_all(
                             stop.set()
                             return
                         record(outcome)
-                        skipped_one = outcome.outcome == "skipped" and not options.dry_run
+                        # One refused as changed since the preview is left out like one the preview
+                        # did not see: it holds back nothing newer.
+                        skipped_one = (outcome.outcome == "skipped" and not options.dry_run
+                                       and outcome.failure_category != ingestion.CHANGED_SINCE_PREVIEW)
                 finally:
                     held = holder["conn"]
                     if held is not None and held is conn and not held.closed and not held.invalidated:

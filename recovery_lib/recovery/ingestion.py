@@ -8,9 +8,10 @@ transaction and writes nothing. The orchestration around them (discovery, worker
 retries) is :mod:`recovery_lib.recovery.engine`.
 
 Refused before any row is written, in this order: a stored value that changed since the preview
-the run was given (``changed_since_preview``), a placeholder whose body was never stored
-(``body_not_stored``), a ``checksum_mismatch``, and with ``require_verified`` an unverifiable
-checksum (``checksum_unverifiable``).
+the run was given (``changed_since_preview``: left as found, outcome ``skipped``, like a candidate
+the preview did not see, so the next preview and recovery take it), a placeholder whose body was
+never stored (``body_not_stored``), a ``checksum_mismatch``, and with ``require_verified`` an
+unverifiable checksum (``checksum_unverifiable``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from recovery_lib.store import ingestions, recovery_log, rejections
 from recovery_lib.store.metric_rows import TableReport
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout or pg_cancel_backend
+CHANGED_SINCE_PREVIEW = "changed_since_preview"
 
 if TYPE_CHECKING:
     from recovery_lib.discovery import Candidate
@@ -69,7 +71,7 @@ def _refusal(candidate: Candidate, options: RecoveryOptions, verdict: Verdict, f
              ) -> tuple[str, str] | None:
     """Why this ingestion must not be written at all, as ``(category, message)``; None when it may."""
     if options.pins is not None and options.pins.get(candidate.ingestion_id) != verdict.stored_sha256:
-        return ("changed_since_preview", "the stored payload's SHA-256 differs from the one the preview recorded: "
+        return (CHANGED_SINCE_PREVIEW, "the stored payload's SHA-256 differs from the one the preview recorded: "
                 "it changed since the preview; preview it again")
     if found.form == forms.PLACEHOLDER:
         return (forms.BODY_NOT_STORED,
@@ -216,6 +218,11 @@ def _recover(
             outcome.failure_message = "claimed by another run, or its status changed since discovery"
             return
         found, refusal = _inspected(conn, candidate, options, claim_row, outcome)
+        if refusal and refusal[0] == CHANGED_SINCE_PREVIEW:
+            # What the operator approved is not what is stored: not a failure of the payload, so its
+            # status stays (a recovery_failed one would drop out of the default statuses for good).
+            outcome.outcome, (outcome.failure_category, outcome.failure_message) = "skipped", refusal
+            return
         if refusal:
             _fail(outcome, *refusal)
         else:

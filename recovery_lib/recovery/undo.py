@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib import db
+from recovery_lib import db, target
 from recovery_lib.db import run
 from recovery_lib.errors import UndoRefused, UnknownRunError
 from recovery_lib.options import UndoOptions
@@ -56,6 +56,7 @@ def undo_run(
     try:
         with engine.connect() as conn:
             run_id = journal.one_run(conn, options.run_id)
+            target.bind(conn)  # the journal names catalogue tables: on the API's database they are its own
     except UnknownRunError as exc:
         raise UndoRefused(str(exc)) from None
     report = UndoReport(undo_id=uuid.uuid4().hex, run_id=run_id, started_at=datetime.now(UTC),

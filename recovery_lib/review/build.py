@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from recovery_lib import reconcile
+from recovery_lib import reconcile, target
 from recovery_lib.db import run
 from recovery_lib.error_patterns import categorize_processing_errors, is_clean
 from recovery_lib.options import ReviewOptions
@@ -70,6 +70,7 @@ def build_review(
 
 
 def _build(conn: Connection, options: ReviewOptions, now: datetime | None, database: str) -> ReviewReport:
+    target.bind(conn)  # the reconciliation reads the target's own tables (the API's, on its database)
     now = (now or run(conn, "SELECT now()").scalar_one()).astimezone(UTC)
     current = week_start(now)
     since = current - timedelta(weeks=options.weeks - 1)

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from recovery_lib import catalogue, schema
+from recovery_lib import catalogue, schema, target
 from recovery_lib.files import write_json
 from recovery_lib.schema import METRIC_TABLES, STATUSES
 
@@ -247,6 +247,7 @@ def database_summary(engine: Engine) -> DatabaseSummary:
     """Status counts and rows per table, read from the database."""
     ri = schema.raw_ingestions
     with engine.connect() as conn:
+        target.bind(conn)  # on the API's database: its table names, and a table it lacks left out
         by_status = dict(
             conn.execute(
                 sa.select(sa.func.coalesce(ri.c.processing_status, "NULL"), sa.func.count())
@@ -261,6 +262,6 @@ def database_summary(engine: Engine) -> DatabaseSummary:
         return DatabaseSummary(
             users=count(schema.users),
             ingestions_by_status={str(k): int(v) for k, v in by_status.items()},
-            rows_by_table={t: count(spec.table) for t, spec in METRIC_TABLES.items()},
+            rows_by_table={t: count(sa.table(spec.sql_name)) for t, spec in METRIC_TABLES.items() if spec.present},
             recovery_log_rows=count(schema.recovery_log),
         )
