@@ -172,3 +172,37 @@ def test_preview_names_the_refused_rows_and_writes_nothing(engine):
     assert preview["missing_before_total"] == POINTS - len(TOO_FAST) + 6
     real = run(engine, "sql")
     assert real["rows_inserted_total"] == preview["missing_before_total"]
+
+
+def _sequences(engine) -> dict[str, tuple]:
+    """Every sequence's position: a rolled-back INSERT still moves its table's id sequence."""
+    with engine.connect() as conn:
+        names = conn.execute(sa.text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")).scalars()
+        return {n: tuple(conn.execute(sa.text(f'SELECT last_value, is_called FROM "{n}"')).one()) for n in names}
+
+
+def test_on_a_target_that_refuses_nothing_the_catalogue_takes_the_preview_tries_no_write(engine):
+    """This project's own tables hold every value the parser accepts (no CHECK, no NOT NULL value
+    column, the catalogue's own types): there is nothing to learn, so no trial write, and the
+    preview's transaction is read only, as for a role that may not write."""
+    user = add_user(engine)
+    add_ingestion(engine, user, offending_payload(), errors=PARAM_LIMIT_ERROR)
+    before = _sequences(engine)
+
+    preview = recovery.preview(engine, progress=False).to_dict()
+
+    assert _sequences(engine) == before
+    item = preview["ingestions"][0]
+    assert item["constraints_checked"] is True and item["refusals"] == []
+    assert item["outcome"] == "would_recover"
+
+
+def test_a_target_whose_tables_can_refuse_gets_the_trial_write(engine):
+    refusing_target(engine)
+    user = add_user(engine)
+    add_ingestion(engine, user, offending_payload(), errors=PARAM_LIMIT_ERROR)
+    before = _sequences(engine)
+
+    recovery.preview(engine, progress=False)
+
+    assert _sequences(engine) != before  # the writes were tried, and rolled back (fingerprints: above)

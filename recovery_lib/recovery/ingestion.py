@@ -102,9 +102,12 @@ def preview_one(
 ) -> IngestionOutcome:
     if report.constraints_checkable is None:
         with conn.begin():
-            report.constraints_checkable = rejections.trial_allowed(conn)
+            # Refusals are known without writing when the target refuses nothing the catalogue takes.
+            may_refuse = rejections.target_may_refuse(conn)
+            report.constraints_trial = may_refuse and rejections.trial_allowed(conn)
+            report.constraints_checkable = report.constraints_trial or not may_refuse
     with conn.begin() as tx:
-        if not report.constraints_checkable:
+        if not report.constraints_trial:
             run(conn, "SET TRANSACTION READ ONLY")
         outcome = new_outcome(candidate, worker, "would_recover")
         claim_row = claim(conn, candidate, options, lock=False)
@@ -116,7 +119,7 @@ def preview_one(
             outcome.outcome, (outcome.failure_category, outcome.failure_message) = "would_fail", refusal
             return outcome
         outcome.constraints_checked = report.constraints_checkable
-        if report.constraints_checkable:
+        if report.constraints_trial:
             _trial(conn, candidate, options, report, outcome, found)
         expectation = reconcile.expected_keys(
             conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",

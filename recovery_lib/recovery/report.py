@@ -131,6 +131,7 @@ class RecoveryReport:
     backups: dict[str, Any] | None = None  # recovery_lib.backups.BackupStatus.to_dict(), checked before discovery
     # A preview: whether this role may try the writes (rolled back) to learn the target's refusals.
     constraints_checkable: bool | None = None
+    constraints_trial: bool = False  # and whether it must (the target can refuse what the catalogue takes)
     target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
     notices: list[str] = field(default_factory=list)  # the restoration notices written beside the report
     preview: dict[str, Any] | None = None  # the preview this run was limited to (options.preview_report)

@@ -78,6 +78,26 @@ def trial_allowed(conn: Connection) -> bool:
     ).scalar())
 
 
+def target_may_refuse(conn: Connection) -> bool:
+    """Whether the target's metric tables can refuse a row the catalogue accepts.
+
+    They can when one has a CHECK constraint, or a column the payload fills is NOT NULL or typed
+    otherwise than in the catalogue (an integer, an enum, a length, a domain). This project's own
+    tables have none of that: a preview there has nothing to learn from trying the writes.
+    """
+    written = [(t.sql_name, c, pg_type(t, c)) for t in METRIC_TABLES.values() if t.present for c in t.values]
+    return bool(run(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'c' AND conrelid = ANY("
+        "SELECT to_regclass(r) FROM unnest(%(relations)s::text[]) r)) "
+        "OR EXISTS (SELECT 1 FROM unnest(%(rels)s::text[], %(cols)s::text[], %(types)s::text[]) w(rel, col, kind) "
+        "JOIN pg_attribute a ON a.attrelid = to_regclass(w.rel) AND a.attname = w.col AND NOT a.attisdropped "
+        "WHERE a.attnotnull OR a.atttypid <> w.kind::regtype OR a.atttypmod <> -1)",
+        {"relations": sorted({r for r, _, _ in written}), "rels": [r for r, _, _ in written],
+         "cols": [c for _, c, _ in written], "types": [k for _, _, k in written]},
+    ).scalar())
+
+
 def _null_columns(table: str, cols: str, row: str) -> str:
     """How many of the column names in the text array ``cols`` are NULL in ``row`` (0 without a row)."""
     t = METRIC_TABLES[table]
