@@ -80,6 +80,7 @@ class Expectation:
     rejection_counts: dict[str, int] = field(default_factory=dict)
     parse_error: str | None = None
     accounting: Accounting = field(default_factory=Accounting)
+    counted: dict[str, TableCounts] = field(default_factory=dict)  # tables counted in the server, keys not listed
 
     @property
     def depends_on_clock(self) -> bool:
@@ -152,7 +153,7 @@ def _mask(bits: int, width: int) -> str:
 
 def expected_keys(
     conn: Connection, ingestion_id: str, *, now: datetime | None = None, use_sql: bool = True,
-    payload_size: int | None = None, found: stored.Stored | None = None,
+    payload_size: int | None = None, found: stored.Stored | None = None, count_for: str | None = None,
 ) -> Expectation:
     """The distinct keys per table one stored payload implies, the columns filled at each, and what was rejected.
 
@@ -162,9 +163,13 @@ def expected_keys(
     points, the statements' round trips cost more than parsing. ``found``: the stored form
     (:func:`~recovery_lib.payload.stored.inspect`, looked up when not given); only the exporter's
     form stored as the value goes to SQL, and a placeholder has no keys (``body_not_stored``).
+    ``count_for`` (a user id): the tables SQL lists are counted against that user's rows in the
+    server instead (``Expectation.counted``, their keys not listed), for a caller that needs only
+    the counts.
     """
     parser = PayloadParser(now=now)
     filled: dict[str, dict[Any, int]] = {name: {} for name in METRIC_TABLES}  # key -> columns, as bits
+    counted: dict[str, TableCounts] = {}
     skip: list[int] = []
     listed_points = 0
     found = found or stored.inspect(conn, ingestion_id)
@@ -176,7 +181,14 @@ def expected_keys(
         shaped = stored.structure(conn, ingestion_id, stored=found)
     if shaped is not None and shaped.ok:
         with cursor(conn) as cur:
-            listed = sql_plan.expected_keys(cur, ingestion_id, parser.latest)
+            if count_for is not None:
+                tallied = sql_plan.counted_keys(cur, ingestion_id, parser.latest, count_for)
+                listed = None
+            else:
+                listed, tallied = sql_plan.expected_keys(cur, ingestion_id, parser.latest), None
+        if tallied is not None:
+            counted = {name: TableCounts(*numbers) for name, numbers in tallied[0].items()}
+            skip, listed_points = tallied[1], tallied[2]
         if listed is not None:
             for name, keys in listed[0].items():
                 for key, mask in zip(keys, listed[1][name], strict=True):
@@ -185,6 +197,8 @@ def expected_keys(
     try:
         items = stored.stream_items(conn, ingestion_id, skip_points=skip, known_structure=shaped, stored=found)
         for row in parser.rows(items):
+            if row.table in counted:  # SQL takes a table only when every metric landing there is its
+                raise RuntimeError(f"{row.table}: counted by SQL, yet the parser has a row for it")
             bits, columns = all_bits[row.table], 0
             for column in row.values:
                 columns |= bits.get(column, 0)
@@ -205,13 +219,16 @@ def expected_keys(
         rejected_points=sum(counts.values()),
         rejection_counts=counts,
         accounting=accounting,
+        counted=counted,
     )
 
 
 def count_against_rows(conn: Connection, user_id: str, expectation: Expectation) -> dict[str, TableCounts]:
     """Per table: expected keys, how many exist for ``user_id``, and the values missing in those."""
-    tables = {}
+    tables = dict(expectation.counted)
     for name, keys in expectation.keys.items():
+        if name in tables:
+            continue
         present, values = (
             present_and_missing_values(conn, user_id, name, keys, expectation.filled[name]) if keys else (0, 0)
         )

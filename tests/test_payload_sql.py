@@ -734,16 +734,46 @@ NOW = datetime.now(UTC)
 
 
 def both_expectations(engine: Engine, payload: Any) -> bool:
-    """Assert that expected_keys with and without SQL agree on ``payload``; whether SQL listed keys."""
+    """Assert that expected_keys with and without SQL agree on ``payload``, and so do the counts made
+    in the server (the dry run's); whether SQL listed keys."""
     reset_schema(engine)
-    ingestion = add_ingestion(engine, add_user(engine), payload, errors=PARAM_LIMIT_ERROR)
+    user = add_user(engine)
+    ingestion = add_ingestion(engine, user, payload, errors=PARAM_LIMIT_ERROR)
     with engine.connect() as conn:
         by_parser = reconcile.expected_keys(conn, ingestion, now=NOW, use_sql=False)
         with_sql = reconcile.expected_keys(conn, ingestion, now=NOW)
         with conn.connection.dbapi_connection.cursor() as cursor:
             listed = payload_sql.expected_keys(cursor, ingestion, PayloadParser(now=NOW).latest)
+        assert counts_both_ways(conn, ingestion, user) == reconcile.count_against_rows(conn, user, by_parser)
     assert with_sql == by_parser
     return listed is not None
+
+
+def counts_both_ways(conn: Any, ingestion: str, user: str) -> dict[str, reconcile.TableCounts]:
+    """The counts from the keys SQL lists, which must equal those SQL makes without listing them."""
+    listed = reconcile.count_against_rows(conn, user, reconcile.expected_keys(conn, ingestion, now=NOW))
+    in_server = reconcile.expected_keys(conn, ingestion, now=NOW, count_for=user)
+    assert reconcile.count_against_rows(conn, user, in_server) == listed
+    return listed
+
+
+def test_counted_in_the_server_like_listed_with_rows_and_values_present(engine):
+    """The dry run counts the simple metrics' keys against the user's rows in the server: present
+    rows, rows missing a value the payload has, another user's row at a payload key."""
+    world = World(engine, "sql")
+    user = with_present_rows(world)
+    ingestion = world.ingest(user, present_rows_payload())
+
+    with engine.connect() as conn:
+        counted = reconcile.expected_keys(conn, ingestion, now=NOW, count_for=user)
+        by_parser = reconcile.count_against_rows(
+            conn, user, reconcile.expected_keys(conn, ingestion, now=NOW, use_sql=False))
+        assert counts_both_ways(conn, ingestion, user) == by_parser
+
+    assert set(counted.counted) == {"heart_rate_metrics", "blood_pressure_metrics", "activity_metrics"}
+    assert counted.keys["heart_rate_metrics"] == []  # counted, not listed
+    # Minute 0 lacks Min, Max and HRV, minute 2 Min and Max (its heart rate is another value, not a missing one).
+    assert by_parser["heart_rate_metrics"] == reconcile.TableCounts(expected=5, present=3, missing_values=5)
 
 
 @pytest.mark.parametrize(("point", "sql_takes_it"), [c[1:] for c in HEART_RATE_POINTS],

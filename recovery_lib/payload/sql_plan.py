@@ -37,7 +37,8 @@ from recovery_lib import catalogue
 from recovery_lib.catalogue.model import Field, MetricSpec
 from recovery_lib.catalogue.units import Conversion, conversion
 from recovery_lib.errors import NotForSql
-from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.schema import METRIC_TABLES, MetricTable
+from recovery_lib.store.metric_rows import missing_values_sql
 
 # The exporter's date format only: PostgreSQL's timestamptz input also takes "24:00:00", leap
 # seconds, month names and dates without an offset, which the parser refuses or reads otherwise.
@@ -207,17 +208,11 @@ def expected_keys(
         keys: dict[str, list[datetime]] = {}
         filled: dict[str, list[str]] = {}
         for name, metrics in plan.tables.items():
-            columns = METRIC_TABLES[name].checked
-            union = " UNION ALL ".join(f"({points_select(m, columns)})" for m in metrics)
-            flags = ", ".join(f"CASE WHEN bool_or({c} IS NOT NULL) THEN '1' ELSE '0' END" for c in columns)
-            # Grouped by key: a NULL key (a refused point) or a key twice within one metric sends
-            # the payload to the parser.
             cursor.execute(
                 f"SELECT coalesce(bool_and(key IS NOT NULL AND once), true), "
                 f"array_agg(key ORDER BY key) FILTER (WHERE key IS NOT NULL), "
                 f"array_agg(filled ORDER BY key) FILTER (WHERE key IS NOT NULL) "
-                f"FROM (SELECT key, count(*) = count(DISTINCT position) AS once, concat({flags}) AS filled "
-                f"FROM ({union}) s GROUP BY key) g",
+                f"FROM ({_grouped_keys(METRIC_TABLES[name], metrics)}) g",
                 statement_params(plan),
             )
             canonical, found, masks = cursor.fetchone()
@@ -229,6 +224,54 @@ def expected_keys(
 
     result = run_guarded(cursor, "sql_keys", listed)
     return None if result is None else (result[0], result[1], plan.positions, plan.points)
+
+
+def counted_keys(
+    cursor: Any, ingestion_id: str, latest: datetime, user_id: str
+) -> tuple[dict[str, tuple[int, int, int]], list[int], int] | None:
+    """Like :func:`expected_keys`, but counted against ``user_id``'s rows in the server, never listed.
+
+    Per table ``(keys, present, missing_values)``: the keys go nowhere (a million of them cost
+    seconds to send to Python and back), for a caller that needs only the counts (the dry run).
+
+        >>> counts, positions, points = counted_keys(cursor, ingestion_id, latest, user_id)
+    """
+    plan = plan_payload(cursor, ingestion_id, latest, copy=False)
+    if plan is None:
+        return None
+
+    def counted() -> dict[str, tuple[int, int, int]]:
+        found: dict[str, tuple[int, int, int]] = {}
+        for name, metrics in plan.tables.items():
+            t = METRIC_TABLES[name]
+            cursor.execute(
+                f"SELECT coalesce(bool_and(g.key IS NOT NULL AND g.once), true), count(g.key), count(m.user_id), "
+                f"coalesce(sum({missing_values_sql(t, 'g.filled', 'm')}), 0) "
+                f"FROM ({_grouped_keys(t, metrics)}) g "
+                f"LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND m.{t.key} = g.key",
+                statement_params(plan, user_id=user_id),
+            )
+            canonical, keys, present, missing = cursor.fetchone()
+            if not canonical:
+                raise NotForSql(f"{name}: a refused point, or a key twice within one metric")
+            found[name] = (int(keys), int(present), int(missing))
+        return found
+
+    result = run_guarded(cursor, "sql_keys", counted)
+    return None if result is None else (result, plan.positions, plan.points)
+
+
+def _grouped_keys(t: MetricTable, metrics: Sequence[PlannedMetric]) -> str:
+    """One row per key of ``metrics``: ``key``, ``once`` and ``filled`` ('0'/'1' per checked column of ``t``).
+
+    A NULL key (a refused point) or a key twice within one metric (``once`` false) sends the
+    payload to the parser.
+    """
+    columns = t.checked
+    union = " UNION ALL ".join(f"({points_select(m, columns)})" for m in metrics)
+    flags = ", ".join(f"CASE WHEN bool_or({c} IS NOT NULL) THEN '1' ELSE '0' END" for c in columns)
+    return (f"SELECT key, count(*) = count(DISTINCT position) AS once, concat({flags}) AS filled "
+            f"FROM ({union}) s GROUP BY key")
 
 
 def run_guarded(cursor: Any, name: str, work: Callable[[], T]) -> T | None:

@@ -123,7 +123,7 @@ def preview_one(
             _trial(conn, candidate, options, report, outcome, found)
         expectation = reconcile.expected_keys(
             conn, candidate.ingestion_id, now=report.started_at, use_sql=options.insert_method == "sql",
-            payload_size=candidate.payload_size_bytes, found=found,
+            payload_size=candidate.payload_size_bytes, found=found, count_for=candidate.user_id,
         )
         counted = reconcile.count_against_rows(conn, candidate.user_id, expectation)
         # The refusals just found (or, read only, the last recovery's) count as rejected, not missing.
