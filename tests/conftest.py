@@ -108,3 +108,15 @@ def api_engine(engine: Engine) -> Iterator[Engine]:
     schema.init_db(engine)
     yield engine
     api_schema.drop_api_tables(engine)  # processing_jobs refers to raw_ingestions: the next reset drops the rest
+
+
+@pytest.fixture()
+def api_db(engine: Engine) -> Iterator[Engine]:
+    """An engine on a database built the way the Health Export API builds its own, metric tables included
+    (tests/api_metric_schema.py): this project's tables are not there."""
+    import api_metric_schema
+
+    api_metric_schema.create_api_database(engine)
+    yield engine
+    schema.bind_metric_tables(None)  # this process's next tests run on this project's own tables
+    api_metric_schema.drop_api_database(engine)

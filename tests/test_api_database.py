@@ -14,22 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from api_metric_schema import catalog_definitions, create_api_database, drop_api_database
+from api_metric_schema import catalog_definitions
 from helpers import add_ingestion, add_user
 
 from recovery_lib import db, recovery, schema, target
 from recovery_lib.options import VerifyOptions
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.verification import verify
-
-
-@pytest.fixture()
-def api_engine(engine):
-    create_api_database(engine)
-    yield engine
-    schema.bind_metric_tables(None)  # this process's next tests run on this project's own tables
-    drop_api_database(engine)
-
 
 T0 = datetime(2024, 2, 6, 8, 0, tzinfo=UTC)
 PARAM_LIMIT_ERROR = [{"error": "number of parameters must be between 0 and 65535"}]
@@ -85,23 +76,23 @@ def _schemas_of(engine, names):
             "SELECT tablename, schemaname FROM pg_tables WHERE tablename = ANY(:n)"), {"n": list(names)}).all())
 
 
-def test_db_init_on_the_api_database_creates_its_own_schema_and_nothing_else(api_engine):
-    before = catalog_definitions(api_engine)
+def test_db_init_on_the_api_database_creates_its_own_schema_and_nothing_else(api_db):
+    before = catalog_definitions(api_db)
 
-    created = schema.init_db(api_engine)
-    again = schema.init_db(api_engine)
+    created = schema.init_db(api_db)
+    again = schema.init_db(api_db)
 
     assert created == ["recovery.recovery_log", "recovery.recovery_journal", "recovery.recovery_undo",
                        "recovery.reconciliation_cache", "recovery.constraint_rejections"]
     assert again == []
-    assert catalog_definitions(api_engine) == before  # no table, column, constraint, index, trigger, enum added
-    assert _schemas_of(api_engine, ("recovery_log", "reconciliation_cache")) == {
+    assert catalog_definitions(api_db) == before  # no table, column, constraint, index, trigger, enum added
+    assert _schemas_of(api_db, ("recovery_log", "reconciliation_cache")) == {
         "recovery_log": "recovery", "reconciliation_cache": "recovery"}
 
 
-def test_the_bookkeeping_is_found_in_its_schema_by_every_new_connection(api_engine):
-    schema.init_db(api_engine)
-    fresh = sa.create_engine(api_engine.url)  # not from the cache: the search path is set on connect
+def test_the_bookkeeping_is_found_in_its_schema_by_every_new_connection(api_db):
+    schema.init_db(api_db)
+    fresh = sa.create_engine(api_db.url)  # not from the cache: the search path is set on connect
     sa.event.listen(fresh, "connect", db.bookkeeping_first)
     try:
         with fresh.begin() as conn:
@@ -115,9 +106,9 @@ def test_the_bookkeeping_is_found_in_its_schema_by_every_new_connection(api_engi
         fresh.dispose()
 
 
-def test_the_catalogue_is_mapped_onto_the_api_tables_and_what_they_lack_is_named(api_engine):
-    schema.init_db(api_engine)
-    with api_engine.connect() as conn:
+def test_the_catalogue_is_mapped_onto_the_api_tables_and_what_they_lack_is_named(api_db):
+    schema.init_db(api_db)
+    with api_db.connect() as conn:
         fit = target.inspect(conn)
 
     found = fit.to_dict()
@@ -145,21 +136,21 @@ def test_on_this_projects_own_database_everything_stays_in_public_and_nothing_is
 
 
 @pytest.mark.parametrize("method", ["sql", "copy", "insert"])
-def test_recover_on_the_api_database_lands_what_it_can_hold_and_names_the_rest(api_engine, method):
-    before = catalog_definitions(api_engine)
-    schema.init_db(api_engine)
-    user = add_user(api_engine)
-    add_ingestion(api_engine, user, api_payload(), errors=PARAM_LIMIT_ERROR)
+def test_recover_on_the_api_database_lands_what_it_can_hold_and_names_the_rest(api_db, method):
+    before = catalog_definitions(api_db)
+    schema.init_db(api_db)
+    user = add_user(api_db)
+    add_ingestion(api_db, user, api_payload(), errors=PARAM_LIMIT_ERROR)
 
-    preview = recovery.preview(api_engine, insert_method=method, progress=False).to_dict()
-    assert api_counts(api_engine) == {"heart_rate_metrics": 0, "blood_pressure_metrics": 0, "sleep_metrics": 0,
+    preview = recovery.preview(api_db, insert_method=method, progress=False).to_dict()
+    assert api_counts(api_db) == {"heart_rate_metrics": 0, "blood_pressure_metrics": 0, "sleep_metrics": 0,
                                       "workouts": 0}
-    report = recovery.run_recovery(api_engine, insert_method=method, progress=False).to_dict()
-    checked = verify(api_engine, VerifyOptions.validated(since="2024-01-01")).to_dict()
+    report = recovery.run_recovery(api_db, insert_method=method, progress=False).to_dict()
+    checked = verify(api_db, VerifyOptions.validated(since="2024-01-01")).to_dict()
 
     item = report["ingestions"][0]
     assert refusals(item) == refusals(preview["ingestions"][0]) == API_REFUSALS
-    assert api_counts(api_engine) == {"heart_rate_metrics": 50, "blood_pressure_metrics": 2, "sleep_metrics": 1,
+    assert api_counts(api_db) == {"heart_rate_metrics": 50, "blood_pressure_metrics": 2, "sleep_metrics": 1,
                                       "workouts": 1}
     accounting = item["accounting"]
     assert accounting["balanced"] and accounting["rows_missing"] == 0
@@ -171,47 +162,47 @@ def test_recover_on_the_api_database_lands_what_it_can_hold_and_names_the_rest(a
     assert checked["accounting"]["unsupported"] == {"future_metric: unsupported_by_schema": 1}
     assert {(u["table"], u["field"]) for u in checked["target"]["unsupported_by_schema"]} >= {
         ("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)}
-    assert catalog_definitions(api_engine) == before  # db init and the recovery changed no definition
+    assert catalog_definitions(api_db) == before  # db init and the recovery changed no definition
 
 
-def test_review_undo_and_notices_in_a_fresh_process_read_the_api_tables(api_engine, tmp_path):
+def test_review_undo_and_notices_in_a_fresh_process_read_the_api_tables(api_db, tmp_path):
     """A kernel or command started after the recovery has the catalogue's own tables bound until it
     binds the target: the review, the undo and the notices must read the API's tables all the same."""
     from recovery_lib import notices, review
 
-    schema.init_db(api_engine)
-    user = add_user(api_engine)
-    add_ingestion(api_engine, user, api_payload(), errors=PARAM_LIMIT_ERROR)
-    run_id = recovery.run_recovery(api_engine, progress=False).run_id
-    restored = api_counts(api_engine)
+    schema.init_db(api_db)
+    user = add_user(api_db)
+    add_ingestion(api_db, user, api_payload(), errors=PARAM_LIMIT_ERROR)
+    run_id = recovery.run_recovery(api_db, progress=False).run_id
+    restored = api_counts(api_db)
 
     schema.bind_metric_tables(None)  # as in a fresh process
-    week = review.build_review(api_engine, weeks=1, runs_dir=tmp_path).to_dict()["totals"]
+    week = review.build_review(api_db, weeks=1, runs_dir=tmp_path).to_dict()["totals"]
     assert (week["data_loss"], week["rows_still_missing"]) == (1, 0)
 
     schema.bind_metric_tables(None)
-    told = notices.of_run(api_engine, run_id).to_dict()
+    told = notices.of_run(api_db, run_id).to_dict()
     assert sum(r["rows"] for u in told["users"] for r in u["restored"]) == sum(restored.values())
 
     schema.bind_metric_tables(None)
-    checked = recovery.undo_run(api_engine, run_id=run_id, dry_run=True).to_dict()
+    checked = recovery.undo_run(api_db, run_id=run_id, dry_run=True).to_dict()
     assert (checked["refused"], checked["would_undo"]) == (None, 1)
 
     schema.bind_metric_tables(None)
-    undone = recovery.undo_run(api_engine, run_id=run_id).to_dict()
+    undone = recovery.undo_run(api_db, run_id=run_id).to_dict()
     assert (undone["refused"], undone["undone"]) == (None, 1)
-    assert api_counts(api_engine) == dict.fromkeys(restored, 0)
+    assert api_counts(api_db) == dict.fromkeys(restored, 0)
 
 
-def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_engine, tmp_path, capsys):
+def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_db, tmp_path, capsys):
     from recovery_lib.cli import main
     from recovery_lib.monitor import build_monitoring_report
 
-    schema.init_db(api_engine)
-    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
+    schema.init_db(api_db)
+    add_ingestion(api_db, add_user(api_db), api_payload(), errors=PARAM_LIMIT_ERROR)
     schema.bind_metric_tables(None)  # as in a fresh process
 
-    monitor = build_monitoring_report(api_engine, hours=24)
+    monitor = build_monitoring_report(api_db, hours=24)
     found = monitor.to_dict()["target"]
     assert (found["existing_database"], found["bookkeeping_schema"]) == (True, "recovery")
     assert {("heart_rate_metrics", "heart_rate_min"), ("other_metrics", None)} <= {
@@ -228,12 +219,12 @@ def test_the_monitor_and_its_textfile_name_what_the_api_tables_cannot_hold(api_e
     assert 'health_export_unsupported_by_schema{field="heart_rate_min",table="heart_rate_metrics"} 1.0' in text
 
 
-def test_summary_counts_the_api_tables_rows(api_engine, capsys):
+def test_summary_counts_the_api_tables_rows(api_db, capsys):
     from recovery_lib.cli import main
 
-    schema.init_db(api_engine)
-    add_ingestion(api_engine, add_user(api_engine), api_payload(), errors=PARAM_LIMIT_ERROR)
-    recovery.run_recovery(api_engine, progress=False)
+    schema.init_db(api_db)
+    add_ingestion(api_db, add_user(api_db), api_payload(), errors=PARAM_LIMIT_ERROR)
+    recovery.run_recovery(api_db, progress=False)
     schema.bind_metric_tables(None)  # as in a fresh process
 
     assert main(["summary"]) == 0

@@ -26,9 +26,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from api_metric_schema import catalog_definitions, create_api_database, drop_api_database
+from api_metric_schema import catalog_definitions
 from api_schema import (
     metric,
     serialise,
@@ -47,14 +46,6 @@ from recovery_lib.cli import main
 T0 = datetime(2025, 9, 20, 6, 0, tzinfo=UTC)
 D1, D2, D3 = (T0 + timedelta(days=n) for n in (1, 2, 3))
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
-
-
-@pytest.fixture()
-def api_engine(engine):
-    create_api_database(engine)
-    yield engine
-    schema.bind_metric_tables(None)  # this process's next tests run on this project's own tables
-    drop_api_database(engine)
 
 
 def iso(at: datetime) -> str:
@@ -179,14 +170,14 @@ def one_report(folder: Path) -> dict:
 # --- the command line ------------------------------------------------------------------------------------
 
 
-def test_the_default_runbook_on_the_api_database_from_the_command_line(api_engine, tmp_path):
-    before = catalog_definitions(api_engine)
+def test_the_default_runbook_on_the_api_database_from_the_command_line(api_db, tmp_path):
+    before = catalog_definitions(api_db)
     assert main(["db", "init"]) == 0
-    ids = store_incident(api_engine)
+    ids = store_incident(api_db)
 
     assert main(["recover", "--dry-run", "--no-progress", "--report-dir", str(tmp_path / "preview")]) == 0
     preview = one_report(tmp_path / "preview")
-    edit_after_preview(api_engine, ids["internal"])
+    edit_after_preview(api_db, ids["internal"])
     assert main(["recover", "--from-preview", str(report_file(tmp_path / "preview")), "--no-progress",
                  "--report-dir", str(tmp_path / "r1")]) == 0
     first = one_report(tmp_path / "r1")
@@ -208,9 +199,9 @@ def test_the_default_runbook_on_the_api_database_from_the_command_line(api_engin
     assert {name: i["checksum"] for name, i in items.items()} == {
         "internal": "verified", "wrapped": "verified", "corrupted": "verified", "truncated": "verified",
         "placeholder": "unverifiable", "jsonb": "unverifiable"}
-    assert api_rows(api_engine) == OTHER_ROWS
-    assert statuses(api_engine)[ids["internal"]] == "error"  # untouched: the next recovery takes it
-    assert statuses(api_engine)[ids["parsing"]] == "parsing"
+    assert api_rows(api_db) == OTHER_ROWS
+    assert statuses(api_db)[ids["internal"]] == "error"  # untouched: the next recovery takes it
+    assert statuses(api_db)[ids["parsing"]] == "parsing"
 
     assert main(["verify", "--since", "30d", "--json", str(tmp_path / "v1.json")]) == 1
     checked = json.loads((tmp_path / "v1.json").read_text())
@@ -225,7 +216,7 @@ def test_the_default_runbook_on_the_api_database_from_the_command_line(api_engin
     assert main(["recover", "--no-progress", "--report-dir", str(tmp_path / "r2")]) == 0
     second = by_name(ids, one_report(tmp_path / "r2"))
     assert (second["internal"]["outcome"], second["internal"]["checksum"]) == ("recovered", "verified")
-    assert api_rows(api_engine) == EVERY_ROW
+    assert api_rows(api_db) == EVERY_ROW
 
     assert main(["verify", "--since", "30d", "--json", str(tmp_path / "v2.json")]) == 1  # the lost bodies
     checked = json.loads((tmp_path / "v2.json").read_text())
@@ -235,13 +226,13 @@ def test_the_default_runbook_on_the_api_database_from_the_command_line(api_engin
         (ids["wrapped"], "rejected_points"), (ids["corrupted"], "rejected_points"), (ids["truncated"], "not_json"),
         (ids["placeholder"], "body_not_stored"), (ids["jsonb"], "unsupported_points")])
     assert checked["unrecoverable_loss"] == 2
-    assert catalog_definitions(api_engine) == before
+    assert catalog_definitions(api_db) == before
 
 
 # --- the notebooks ---------------------------------------------------------------------------------------
 
 
-def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_engine, tmp_path):
+def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_db, tmp_path):
     from recovery_lib.runbook.execute import RunResult, run_notebook
 
     def run(name: str, **parameters) -> RunResult:
@@ -249,12 +240,12 @@ def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_eng
         assert result.ok, (name, result.error)
         return result
 
-    before = catalog_definitions(api_engine)
-    schema.init_db(api_engine)
-    ids = store_incident(api_engine)
+    before = catalog_definitions(api_db)
+    schema.init_db(api_db)
+    ids = store_incident(api_db)
 
     preview = run("preview")
-    edit_after_preview(api_engine, ids["internal"])
+    edit_after_preview(api_db, ids["internal"])
     recovered = run("recover", preview_report=str(preview.report_path)).report
     checked = run("verify", since="30d").report
     monitored = run("monitor", hours=24).report
@@ -266,7 +257,7 @@ def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_eng
                                                                                     "changed_since_preview")
     assert {name: refusals_of(i) for name, i in items.items() if i["refusals"]} == REFUSALS
     assert {name: refusals_of(i) for name, i in by_name(ids, preview.report).items() if i["refusals"]} == REFUSALS
-    assert api_rows(api_engine) == OTHER_ROWS
+    assert api_rows(api_db) == OTHER_ROWS
     # Rows: what the recovery inserted is what verify and the monitor no longer miss.
     assert recovered["rows_inserted_total"] == sum(len(rows) for rows in OTHER_ROWS.values())
     assert checked["missing_metrics_total"] == monitored["missing_metrics_total"] == 5  # the edited one's
@@ -291,4 +282,4 @@ def test_the_runbook_notebooks_on_the_api_database_agree_with_each_other(api_eng
     # The undo would revert every ingestion the run finished (not the one it left as found).
     assert (undo["refused"], undo["would_undo"]) == (None, len(items) - 1)
     assert undo["rows_deleted_total"] == recovered["rows_inserted_total"]
-    assert catalog_definitions(api_engine) == before
+    assert catalog_definitions(api_db) == before
