@@ -21,8 +21,8 @@ def _summary(args: argparse.Namespace) -> int:
         wanted = {"users", "raw_ingestions", "recovery_log",
                   *(t.sql_name for t in schema.METRIC_TABLES.values() if t.present)}
         # to_regclass follows the search path: the bookkeeping may be in its own schema.
-        missing = {name for name in wanted
-                   if db.run(conn, "SELECT to_regclass(%(n)s)", {"n": name}).scalar_one() is None}
+        missing = set(db.run(conn, "SELECT n FROM unnest(%(names)s::text[]) n WHERE to_regclass(n) IS NULL",
+                             {"names": sorted(wanted)}).scalars())
     if missing:
         print(
             f"the schema is not initialised (missing: {', '.join(sorted(missing))}); "

@@ -89,12 +89,11 @@ def target_may_refuse(conn: Connection) -> bool:
     return bool(run(
         conn,
         "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'c' AND conrelid = ANY("
-        "SELECT to_regclass(r) FROM unnest(%(relations)s::text[]) r)) "
+        "SELECT to_regclass(r) FROM unnest(%(rels)s::text[]) r)) "
         "OR EXISTS (SELECT 1 FROM unnest(%(rels)s::text[], %(cols)s::text[], %(types)s::text[]) w(rel, col, kind) "
         "JOIN pg_attribute a ON a.attrelid = to_regclass(w.rel) AND a.attname = w.col AND NOT a.attisdropped "
         "WHERE a.attnotnull OR a.atttypid <> w.kind::regtype OR a.atttypmod <> -1)",
-        {"relations": sorted({r for r, _, _ in written}), "rels": [r for r, _, _ in written],
-         "cols": [c for _, c, _ in written], "types": [k for _, _, k in written]},
+        {"rels": [r for r, _, _ in written], "cols": [c for _, c, _ in written], "types": [k for _, _, k in written]},
     ).scalar())
 
 
