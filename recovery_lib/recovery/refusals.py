@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg2 import errorcodes
 
@@ -33,6 +33,7 @@ NOT_NULL = "23502"
 INVALID_TEXT = "22P02"  # invalid_text_representation: an enum's unknown label, among others
 CATEGORY = CONSTRAINT_VIOLATION
 Counts = tuple[int, int]  # rows inserted, rows filled
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,9 @@ def constraint_name(exc: BaseException, columns: Sequence[str], enums: Sequence[
     return f"{condition} ({', '.join(columns)})" if columns else condition
 
 
+_REFUSED = RuntimeError("the merge of all keys was refused")  # stands for the caller's refused first merge
+
+
 @dataclass
 class Search:
     """The merges of one table under savepoints, and the refusals found (see the module docstring)."""
@@ -95,7 +99,8 @@ class Search:
     statements: int = 0  # merges tried after the first refusal
     whole_keys: list[Any] = field(default_factory=list)  # keys none of whose points was written
 
-    def _try(self, work: Callable[[], Counts]) -> Counts | BaseException:
+    def attempt(self, work: Callable[[], T]) -> T | BaseException:
+        """``work()`` under a savepoint; the target's refusal (rolled back) instead of its result."""
         self.cursor.execute("SAVEPOINT refusal_search")
         try:
             counts = work()
@@ -109,20 +114,24 @@ class Search:
 
     def merge(
         self, size: int, merge_range: Callable[[int, int], Counts], points_at: Callable[[int], list[tuple[Any, Point]]],
-        merge_point: Callable[[Point], Counts],
+        merge_point: Callable[[Point], Counts], *, refused_whole: bool = False,
     ) -> Counts:
         """Merge keys ``0 .. size-1`` (in the write path's order); what the target refuses is left out and named.
 
         ``merge_range(lo, n)`` merges ``n`` keys from ``lo``; ``points_at(i)`` lists key ``i``'s points
         as ``(key, Point)`` in payload order; ``merge_point`` merges one point alone.
+        ``refused_whole``: the caller's own merge of all keys was just refused (:meth:`attempt`): split at once.
         """
         inserted = filled = 0
         pending = [(0, size)] if size else []
         first = True
         while pending:
             lo, n = pending.pop()
-            got = self._try(lambda lo=lo, n=n: merge_range(lo, n))
-            self.statements += 0 if first else 1
+            if first and refused_whole:
+                got: Counts | BaseException = _REFUSED
+            else:
+                got = self.attempt(lambda lo=lo, n=n: merge_range(lo, n))
+                self.statements += 0 if first else 1
             first = False
             if not isinstance(got, BaseException):
                 inserted, filled = inserted + got[0], filled + got[1]
@@ -138,7 +147,7 @@ class Search:
         inserted = filled = 0
         refused: list[tuple[Any, Point, BaseException]] = []
         for key, point in points:
-            got = self._try(lambda point=point: merge_point(point))
+            got = self.attempt(lambda point=point: merge_point(point))
             self.statements += 1
             if isinstance(got, BaseException):
                 refused.append((key, point, got))

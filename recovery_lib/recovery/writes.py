@@ -133,18 +133,27 @@ def _copy_path(
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any], str, int]]] = {name: [] for name in METRIC_TABLES}
     limits = {name: config.chunk_size(name) for name in METRIC_TABLES}  # looked up once, not per row
     staged: Counter[str] = Counter()
+    filled: dict[str, set[str]] = {name: set() for name in METRIC_TABLES}
+    existing: set[str] | None = None  # this session's staging tables, read once
 
     def stage(name: str) -> None:
+        nonlocal existing
         if not buffers[name]:
             return
-        if name not in staged:  # only the tables that get rows (with the SQL path: sleep, workouts)
-            cursor.execute(metric_rows.staging_ddl(METRIC_TABLES[name]))
-        staged[name] += metric_rows.copy_rows(cursor, METRIC_TABLES[name], buffers[name])
+        table = METRIC_TABLES[name]
+        if existing is None:
+            cursor.execute(metric_rows.STAGED_TABLES_SQL)
+            existing = {row[0] for row in cursor.fetchall()}
+        if metric_rows.staging_name(table) not in existing:  # only the tables that get rows
+            cursor.execute(metric_rows.staging_ddl(table))
+            existing.add(metric_rows.staging_name(table))
+        staged[name] += metric_rows.copy_rows(cursor, table, buffers[name])
         buffers[name].clear()
 
     for seq, row in enumerate(parser.rows(items)):
         buffer = buffers[row.table]
         buffer.append((seq, row.key, row.values, row.metric, row.index))
+        filled[row.table].update(column for column, value in row.values.items() if value is not None)
         if len(buffer) >= limits[row.table]:
             stage(row.table)
     for name in METRIC_TABLES:
@@ -153,28 +162,47 @@ def _copy_path(
         if not staged[name]:
             outcome.tables[name] = TableReport()
             continue
-        cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
-        expected, before = cursor.fetchone()
-        search = refusals.Search(cursor, name)
-        inserted, filled = search.merge(expected, *_staged_merges(cursor, table, user_id, expected, journal))
-        cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
-        _, after = cursor.fetchone()
-        outcome.tables[name] = _report(conn, user_id, search, outcome, TableReport(expected, before, inserted,
-                                                                                   filled, after))
+        outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, filled[name], outcome, journal)
     cursor.close()
 
 
+def _merge_staged(
+    conn: Connection, cursor: Any, table: MetricTable, user_id: str, filled: set[str], outcome: IngestionOutcome,
+    journal: JournalContext,
+) -> TableReport:
+    """Merge one staging table. Usually one statement that also counts the keys; on a refusal, the search."""
+    search = refusals.Search(cursor, table.name)
+    params = {"user_id": user_id, **journal.params(table.name)}
+
+    def counted() -> tuple[int, int, int]:
+        cursor.execute(metric_rows.merge_sql(table, filled=filled, counted=True), params)
+        return cursor.fetchone()
+
+    got = search.attempt(counted)
+    if not isinstance(got, BaseException):
+        keys, inserted, updated = got
+        # One statement saw every key: those it did not insert were there before, and all are there now.
+        return TableReport(keys, keys - inserted, inserted, updated, keys)
+    cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
+    expected, before = cursor.fetchone()
+    inserted, updated = search.merge(expected, *_staged_merges(cursor, table, user_id, expected, journal, filled),
+                                     refused_whole=True)
+    cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
+    _, after = cursor.fetchone()
+    return _report(conn, user_id, search, outcome, TableReport(expected, before, inserted, updated, after))
+
+
 def _staged_merges(
-    cursor: Any, table: MetricTable, user_id: str, size: int, journal: JournalContext,
+    cursor: Any, table: MetricTable, user_id: str, size: int, journal: JournalContext, filled: set[str],
 ) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
     journaled = {"user_id": user_id, **journal.params(table.name)}
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
         if lo == 0 and n >= size:  # the first try, all keys: no ranking of the staged keys
-            cursor.execute(metric_rows.merge_sql(table), journaled)
+            cursor.execute(metric_rows.merge_sql(table, filled=filled), journaled)
         else:
-            cursor.execute(metric_rows.merge_sql(table, "range"), {**journaled, "lo": lo, "n": n})
+            cursor.execute(metric_rows.merge_sql(table, "range", filled=filled), {**journaled, "lo": lo, "n": n})
         return cursor.fetchone()
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
@@ -186,7 +214,7 @@ def _staged_merges(
         return found
 
     def merge_point(point: refusals.Point) -> tuple[int, int]:
-        cursor.execute(metric_rows.merge_sql(table, "seq"), {**journaled, "seq": point.ref})
+        cursor.execute(metric_rows.merge_sql(table, "seq", filled=filled), {**journaled, "seq": point.ref})
         return cursor.fetchone()
 
     return merge_range, points_at, merge_point

@@ -56,22 +56,27 @@ def store(conn: Connection, payload_sha256: str, *, parser_version: int, keys: M
     A tagged table's keys are ``(instant, tag)``: the instants and the tags (as text) are stored
     as two parallel arrays.
     """
-    rows = []
-    for name, found in keys.items():
+    params: dict[str, Any] = {"h": payload_sha256, "v": parser_version, "r": rejected_points,
+                              "a": json.dumps(accounting)}
+    values = []
+    for n, (name, found) in enumerate(keys.items()):
         tagged = METRIC_TABLES[name].tag is not None
-        rows.append({
-            "h": payload_sha256, "v": parser_version, "t": name, "r": rejected_points,
-            "a": json.dumps(accounting), "filled": list(filled[name]),
-            "keys": [k[0] for k in found] if tagged else list(found),
-            "tags": [_tag_text(k[1]) for k in found] if tagged else None,
+        params.update({
+            f"t{n}": name, f"f{n}": list(filled[name]),
+            f"k{n}": [k[0] for k in found] if tagged else list(found),
+            f"g{n}": [_tag_text(k[1]) for k in found] if tagged else None,
         })
+        values.append(f"(%(h)s, %(v)s, %(t{n})s, %(k{n})s::timestamptz[], %(g{n})s::text[], %(f{n})s::text[], "
+                      "%(r)s, %(a)s::jsonb)")
+    if not values:
+        return
+    # One statement for all tables: the per-statement cost, not the rows, was most of storing an entry.
     run(
         conn,
         "INSERT INTO reconciliation_cache (payload_sha256, parser_version, table_name, expected_keys, "
-        "expected_tags, filled_columns, rejected_points, accounting) VALUES (%(h)s, %(v)s, %(t)s, "
-        "%(keys)s::timestamptz[], %(tags)s::text[], %(filled)s::text[], %(r)s, %(a)s::jsonb) "
+        f"expected_tags, filled_columns, rejected_points, accounting) VALUES {', '.join(values)} "
         "ON CONFLICT DO NOTHING",
-        rows,
+        params,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -181,6 +181,11 @@ def staging_ddl(t: MetricTable) -> str:
     )
 
 
+# The staging tables this session already has (a temporary table lives as long as its connection).
+STAGED_TABLES_SQL = ("SELECT relname FROM pg_class "
+                     "WHERE relnamespace = pg_my_temp_schema() AND left(relname, 6) = 'stage_'")
+
+
 def pg_type(t: MetricTable, column: str) -> str:
     col_type = t.table.c[column].type
     if isinstance(col_type, sa.DateTime):
@@ -201,24 +206,37 @@ def _key_range(t: MetricTable) -> str:
             f"ORDER BY {staged} OFFSET %(lo)s LIMIT %(n)s)")
 
 
-def merge_sql(t: MetricTable, part: str | None = None) -> str:
+def merge_sql(t: MetricTable, part: str | None = None, *, filled: Sequence[str] | None = None,
+              counted: bool = False) -> str:
     """INSERT the staged rows of one ingestion, journaled; returns one row ``(inserted, filled)``.
 
     ``part``: all staged rows (None), a range of keys (``range``: ``%(lo)s``, ``%(n)s``) or one
     staged point (``seq``: ``%(seq)s``), for :mod:`recovery_lib.recovery.refusals`.
+    ``filled``: the value columns some staged row fills (None: any may); the others are inserted
+    as NULL and left out of the update and the journal, which would only compare NULL with NULL
+    there (and a wide table's every column costs planning). ``counted``: the row is
+    ``(keys, inserted, filled)``, the staged keys counted by the same statement; every key
+    not inserted was then present before (see :func:`recovery_lib.store.journal.journaled`).
     Parameters: ``user_id`` and the journal's (:meth:`recovery_lib.store.journal.JournalContext.params`).
     """
+    written = replace(t, values=tuple(c for c in t.values if c in filled)) if filled is not None else t
+    if not written.checked:
+        written = t  # the update needs a column to compare; with none filled, any serves
     picks = ", ".join(
-        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]{t.cast(c)}" for c in t.values
+        f"(array_agg({c} ORDER BY seq) FILTER (WHERE {c} IS NOT NULL))[1]{t.cast(c)}" if c in written.values
+        else f"NULL::{pg_type(t, c)}{t.cast(c)}"
+        for c in t.values
     )
-    sets, changed = update_clause(t)
+    sets, changed = update_clause(written)
     staged = ", ".join(_staged_key(t))
     where = {None: "", "range": f" WHERE {_key_range(t)}", "seq": " WHERE seq = %(seq)s"}[part]
-    return journaled(t, (
-        f"INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
-        f"SELECT %(user_id)s, {staged}, {picks} FROM {staging_name(t)}{where} GROUP BY {staged} ORDER BY {staged} "
-        f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed}"
-    ))
+    rows = f"{staged}, {picks} FROM {staging_name(t)}{where} GROUP BY {staged}"
+    insert = f"INSERT INTO {t.sql_name} AS t (user_id, {', '.join(t.natural_key)}, {', '.join(t.values)}) "
+    conflict = f"ON CONFLICT {conflict_target(t)} DO UPDATE SET {sets} WHERE {changed}"
+    if counted:
+        return journaled(written, f"{insert}SELECT %(user_id)s, * FROM src ORDER BY {staged} {conflict}",
+                         source=f"SELECT {rows}")
+    return journaled(written, f"{insert}SELECT %(user_id)s, {rows} ORDER BY {staged} {conflict}")
 
 
 def staged_points_sql(t: MetricTable) -> str:
