@@ -185,7 +185,7 @@ def _merge_staged(
         return TableReport(keys, keys - inserted, inserted, updated, keys)
     cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
     expected, before = cursor.fetchone()
-    inserted, updated = search.merge(expected, *_staged_merges(cursor, table, user_id, expected, journal, filled),
+    inserted, updated = search.merge(expected, *_staged_merges(cursor, table, user_id, journal, filled),
                                      refused_whole=True)
     cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
     _, after = cursor.fetchone()
@@ -193,16 +193,14 @@ def _merge_staged(
 
 
 def _staged_merges(
-    cursor: Any, table: MetricTable, user_id: str, size: int, journal: JournalContext, filled: set[str],
+    cursor: Any, table: MetricTable, user_id: str, journal: JournalContext, filled: set[str],
 ) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
     journaled = {"user_id": user_id, **journal.params(table.name)}
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
-        if lo == 0 and n >= size:  # the first try, all keys: no ranking of the staged keys
-            cursor.execute(metric_rows.merge_sql(table, filled=filled), journaled)
-        else:
-            cursor.execute(metric_rows.merge_sql(table, "range", filled=filled), {**journaled, "lo": lo, "n": n})
+        # Only parts: the merge of all keys was the counted one (_merge_staged), and it was refused.
+        cursor.execute(metric_rows.merge_sql(table, "range", filled=filled), {**journaled, "lo": lo, "n": n})
         return cursor.fetchone()
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
