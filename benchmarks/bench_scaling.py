@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import BenchResult, Context, log
+from benchmarks import BenchResult, Context, Server, log
 
 NUMBER = 6
 TITLE = "Scaling: 1, 2 and 4 worker processes, and the Airflow fan-out"
@@ -42,7 +42,7 @@ AIRFLOW_PY = ROOT / ".venv-airflow" / "bin" / "python"
 TEMPLATE = "bench_scaling_template"
 
 
-def _postgres_cpu(server: Any) -> float | None:
+def postgres_cpu(server: Any) -> float | None:
     """CPU seconds of the server's exited processes (postmaster's cutime + cstime), or None."""
     if not server.embedded or not server.folder:
         return None
@@ -62,23 +62,52 @@ def _machine_busy() -> tuple[float, float]:
     return float(sum(fields) - idle), float(sum(fields))
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
+    """CPU seconds of this process's waited-for children so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def _copy(ctx: Context, name: str) -> str:
-    """A fresh copy of the template database; its URL as text (with the password, for the children)."""
-    with ctx.server._admin.connect() as conn:  # noqa: SLF001 - the harness's admin engine
+def copy_of(server: Server, template: str, name: str) -> str:
+    """A fresh copy of ``template``; its URL as text (with the password, for the children)."""
+    with server._admin.connect() as conn:  # noqa: SLF001 - the harness's admin engine
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
-    ctx.server.created.append(name)
-    return ctx.server.url_text(name)
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    server.created.append(name)
+    return server.url_text(name)
+
+
+def build_template(server: Server, template: str, scale: float) -> Any:
+    """Benchmark 1's incident at ``scale`` (same settings and seed) in a new database ``template``, analysed."""
+    from benchmarks import data
+    from benchmarks.bench_recovery import incident_settings
+    from recovery_lib import schema
+
+    settings = incident_settings(scale)
+    with server._admin.connect() as conn:  # noqa: SLF001
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{template}"'))
+    server.created.append(template)
+    engine = server.engine(server.url_of(template))
+    try:
+        log(f"building the benchmark-1 incident ({settings['target_rows']:,} missing rows) in {template}")
+        schema.init_db(engine)
+        now = datetime.now(UTC)
+        incident = data.build_incident(now=now, **settings)
+        data.insert_users(engine, incident.profiles)
+        data.load_ingestions(engine, incident.ingestions)
+        data.write_present_rows(engine, incident.ingestions, now)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    return incident
 
 
 def _measure(ctx: Context, processes: int, threads: int, label: str) -> dict[str, Any]:
-    url = _copy(ctx, f"bench_scaling_{label}")
-    cpu_before, pg_before, machine_before = _children_cpu(), _postgres_cpu(ctx.server), _machine_busy()
+    url = copy_of(ctx.server, TEMPLATE, f"bench_scaling_{label}")
+    cpu_before, pg_before, machine_before = children_cpu(), postgres_cpu(ctx.server), _machine_busy()
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as reports:
         env = {**os.environ, "DATABASE_URL": url}
         command = [sys.executable, "-m", "recovery_lib", "recover", "--no-progress", "--max-concurrent-jobs",
@@ -94,14 +123,14 @@ def _measure(ctx: Context, processes: int, threads: int, label: str) -> dict[str
             raise RuntimeError(f"a recover process failed: {failed[0]}")
         done = [json.loads(p.read_text()) for p in Path(reports).glob("*/data_recovery_report_*.json")]
     time.sleep(0.5)  # the server processes of the runs exit just after their clients
-    pg_after = _postgres_cpu(ctx.server)
+    pg_after = postgres_cpu(ctx.server)
     ctx.server.drop(f"bench_scaling_{label}")
     return {
         "seconds": seconds,
         "rows": sum(r["rows_inserted_total"] for r in done),
         "recovered": sum(r["recovered"] for r in done),
         "busy": sum(1 for r in done if r["recovered"] or r["recovery_failed"]),
-        "python_cpu": _children_cpu() - cpu_before,
+        "python_cpu": children_cpu() - cpu_before,
         "postgres_cpu": None if pg_before is None or pg_after is None else pg_after - pg_before,
         # all processes, this run's and anyone else's: near 100% means the cores were the limit
         "machine_busy": (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1.0),
@@ -119,30 +148,9 @@ def _cpu_note(m: dict[str, Any]) -> str:
 
 
 def run(ctx: Context) -> BenchResult:
-    from benchmarks import data
-    from benchmarks.bench_recovery import incident_settings
-    from recovery_lib import schema
 
     result = BenchResult(NUMBER, TITLE)
-    settings = incident_settings(ctx.scale)
-    with ctx.server._admin.connect() as conn:  # noqa: SLF001
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{TEMPLATE}"'))
-    ctx.server.created.append(TEMPLATE)
-    engine = ctx.server.engine(ctx.server.url_of(TEMPLATE))
-    try:
-        log(f"bench 6: building the benchmark-1 incident ({settings['target_rows']:,} missing rows)")
-        schema.init_db(engine)
-        now = datetime.now(UTC)
-        incident = data.build_incident(now=now, **settings)
-        data.insert_users(engine, incident.profiles)
-        data.load_ingestions(engine, incident.ingestions)
-        data.write_present_rows(engine, incident.ingestions, now)
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.execute(sa.text("VACUUM ANALYZE"))
-    finally:
-        engine.dispose()
+    incident = build_template(ctx.server, TEMPLATE, ctx.scale)
     result.add("incident", incident.missing_total, "rows missing",
                f"{len(incident.ingestions)} ingestions of {len(incident.profiles)} users (benchmark 1's, same seed)")
 
@@ -174,7 +182,7 @@ def _airflow(ctx: Context, result: BenchResult, rows: int, base_rate: float) -> 
     if not AIRFLOW_PY.exists():
         result.add("Airflow fan-out", None, "", "skipped: no .venv-airflow (make airflow-setup)")
         return
-    url = _copy(ctx, "bench_scaling_airflow")
+    url = copy_of(ctx.server, TEMPLATE, "bench_scaling_airflow")
     log(f"bench 6: the Airflow DAG, {AIRFLOW_WORKERS} mapped recover workers (about 3-5 minutes)")
     with tempfile.TemporaryDirectory(prefix="bench-airflow-") as folder:
         out = Path(folder) / "result.json"

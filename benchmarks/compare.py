@@ -15,32 +15,28 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from benchmarks import Server, data, log
-from benchmarks.bench_recovery import incident_settings
-from benchmarks.bench_scaling import _postgres_cpu
+from benchmarks import Server, log
+from benchmarks.bench_scaling import build_template, children_cpu, copy_of, postgres_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "bench_compare_template"
-# The child: one run_recovery with its defaults but the number of jobs, on the database given.
+# The child: one run_recovery with its defaults but the number of jobs, on the database given
+# through the engine the tool itself makes (db.get_engine).
 CHILD = """
 import sys, time
-import sqlalchemy as sa
 import recovery_lib
 from recovery_lib import recovery
+from recovery_lib.db import get_engine
 from recovery_lib.options import RecoveryOptions
 assert recovery_lib.__file__.startswith(sys.argv[3]), ("not the checkout's recovery_lib", recovery_lib.__file__)
-engine = sa.create_engine(sys.argv[1])
+engine = get_engine(sys.argv[1])
 started = time.perf_counter()
 report = recovery.run_recovery(engine, RecoveryOptions.validated(max_concurrent_jobs=int(sys.argv[2])), progress=False)
 print(time.perf_counter() - started, report.to_dict()["rows_inserted_total"])
@@ -60,59 +56,43 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _admin(engine: sa.Engine, sql: str) -> None:
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.execute(sa.text(sql))
-
-
-def _one_run(server: Server, engine: sa.Engine, checkout: Path, jobs: int, name: str) -> tuple[float, float, float]:
+def _one_run(server: Server, checkout: Path, jobs: int, name: str) -> tuple[float, float, float]:
     """Wall seconds, server CPU seconds and child CPU seconds of one recovery of a fresh copy."""
-    _admin(engine, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    url = engine.url.set(database=name).render_as_string(hide_password=False)
-    server_before, child_before = _postgres_cpu(server), resource.getrusage(resource.RUSAGE_CHILDREN)
+    url = copy_of(server, TEMPLATE, name)
+    server_before, child_before = postgres_cpu(server), children_cpu()
     done = subprocess.run([sys.executable, "-c", CHILD, url, str(jobs), str(checkout)], capture_output=True, text=True,
                           cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)})
     time.sleep(0.3)  # the server processes of the child's connections exit after it
-    server_after, child_after = _postgres_cpu(server), resource.getrusage(resource.RUSAGE_CHILDREN)
-    _admin(engine, f"DROP DATABASE {name}")
+    server_after, child_after = postgres_cpu(server), children_cpu()
+    server.drop(name)
     if done.returncode:
         raise SystemExit(f"the recovery of {checkout} failed:\n{done.stderr[-3000:]}")
-    wall = float(done.stdout.split()[0])
-    child = (child_after.ru_utime + child_after.ru_stime) - (child_before.ru_utime + child_before.ru_stime)
     used = (server_after - server_before) if server_before is not None and server_after is not None else float("nan")
-    return wall, used, child
+    return float(done.stdout.split()[0]), used, child_after - child_before
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     results: dict[str, list[tuple[float, float, float]]] = {rev: [] for rev in args.revisions}
     with tempfile.TemporaryDirectory(prefix="recovery-compare-") as folder:
-        checkouts = {}
-        for n, rev in enumerate(args.revisions):
-            checkouts[rev] = Path(folder) / f"v{n}"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(checkouts[rev]), rev],
-                           check=True)
-        server = Server()
+        checkouts: dict[str, Path] = {}
+        server: Server | None = None
         try:
-            with server.database("compare") as engine:
-                log(f"building the benchmark-1 incident at scale {args.scale}")
-                now = datetime.now(UTC)
-                incident = data.build_incident(now=now, **incident_settings(args.scale))
-                data.insert_users(engine, incident.profiles)
-                data.load_ingestions(engine, incident.ingestions)
-                data.write_present_rows(engine, incident.ingestions, now)
-                _admin(engine, "VACUUM ANALYZE")
-                _admin(engine, f"CREATE DATABASE {TEMPLATE} TEMPLATE {engine.url.database}")
-                engine.dispose()
-                for round_ in range(args.reps):
-                    for n, rev in enumerate(args.revisions):
-                        run = _one_run(server, engine, checkouts[rev], args.jobs, f"bench_compare_{round_}_{n}")
-                        results[rev].append(run)
-                        log(f"{rev}: wall {run[0]:.2f} s, server CPU {run[1]:.2f} s, worker CPU {run[2]:.2f} s")
-                _admin(engine, f"DROP DATABASE {TEMPLATE}")
+            for n, rev in enumerate(args.revisions):
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",
+                                str(Path(folder) / f"v{n}"), rev], check=True)
+                checkouts[rev] = Path(folder) / f"v{n}"
+            server = Server()
+            build_template(server, TEMPLATE, args.scale)
+            for round_ in range(args.reps):
+                for n, rev in enumerate(args.revisions):
+                    run = _one_run(server, checkouts[rev], args.jobs, f"bench_compare_{round_}_{n}")
+                    results[rev].append(run)
+                    log(f"{rev}: wall {run[0]:.2f} s, server CPU {run[1]:.2f} s, worker CPU {run[2]:.2f} s")
+            server.drop(TEMPLATE)
         finally:
-            server.close()
+            if server is not None:
+                server.close()
             for checkout in checkouts.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=False)
     print(f"scale {args.scale}, {args.jobs} jobs, {args.reps} rounds; medians:")
