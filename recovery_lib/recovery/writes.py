@@ -133,7 +133,7 @@ def _copy_path(
     buffers: dict[str, list[tuple[int, datetime, dict[str, Any], str, int]]] = {name: [] for name in METRIC_TABLES}
     limits = {name: config.chunk_size(name) for name in METRIC_TABLES}  # looked up once, not per row
     staged: Counter[str] = Counter()
-    filled: dict[str, set[str]] = {name: set() for name in METRIC_TABLES}
+    columns: dict[str, set[str]] = {name: set() for name in METRIC_TABLES}  # the value columns staged rows fill
     existing: set[str] | None = None  # this session's staging tables, read once
 
     def stage(name: str) -> None:
@@ -153,7 +153,7 @@ def _copy_path(
     for seq, row in enumerate(parser.rows(items)):
         buffer = buffers[row.table]
         buffer.append((seq, row.key, row.values, row.metric, row.index))
-        filled[row.table].update(column for column, value in row.values.items() if value is not None)
+        columns[row.table].update(column for column, value in row.values.items() if value is not None)
         if len(buffer) >= limits[row.table]:
             stage(row.table)
     for name in METRIC_TABLES:
@@ -162,12 +162,12 @@ def _copy_path(
         if not staged[name]:
             outcome.tables[name] = TableReport()
             continue
-        outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, filled[name], outcome, journal)
+        outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, columns[name], outcome, journal)
     cursor.close()
 
 
 def _merge_staged(
-    conn: Connection, cursor: Any, table: MetricTable, user_id: str, filled: set[str], outcome: IngestionOutcome,
+    conn: Connection, cursor: Any, table: MetricTable, user_id: str, columns: set[str], outcome: IngestionOutcome,
     journal: JournalContext,
 ) -> TableReport:
     """Merge one staging table. Usually one statement that also counts the keys; on a refusal, the search."""
@@ -175,7 +175,7 @@ def _merge_staged(
     params = {"user_id": user_id, **journal.params(table.name)}
 
     def counted() -> tuple[int, int, int]:
-        cursor.execute(metric_rows.merge_sql(table, filled=filled, counted=True), params)
+        cursor.execute(metric_rows.merge_sql(table, columns=columns, counted=True), params)
         return cursor.fetchone()
 
     got = search.attempt(counted)
@@ -185,7 +185,7 @@ def _merge_staged(
         return TableReport(keys, keys - inserted, inserted, updated, keys)
     cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
     expected, before = cursor.fetchone()
-    inserted, updated = search.merge(expected, *_staged_merges(cursor, table, user_id, journal, filled),
+    inserted, updated = search.merge(expected, *_staged_merges(cursor, table, user_id, journal, columns),
                                      refused_whole=True)
     cursor.execute(metric_rows.staged_counts_sql(table), {"user_id": user_id})
     _, after = cursor.fetchone()
@@ -193,26 +193,26 @@ def _merge_staged(
 
 
 def _staged_merges(
-    cursor: Any, table: MetricTable, user_id: str, journal: JournalContext, filled: set[str],
+    cursor: Any, table: MetricTable, user_id: str, journal: JournalContext, columns: set[str],
 ) -> tuple[Any, Any, Any]:
     """The refusal search's three merges over a staging table: a range of keys, a key's points, one point."""
     journaled = {"user_id": user_id, **journal.params(table.name)}
 
     def merge_range(lo: int, n: int) -> tuple[int, int]:
         # Only parts: the merge of all keys was the counted one (_merge_staged), and it was refused.
-        cursor.execute(metric_rows.merge_sql(table, "range", filled=filled), {**journaled, "lo": lo, "n": n})
+        cursor.execute(metric_rows.merge_sql(table, "range", columns=columns), {**journaled, "lo": lo, "n": n})
         return cursor.fetchone()
 
     def points_at(i: int) -> list[tuple[Any, refusals.Point]]:
         cursor.execute(metric_rows.staged_points_sql(table), {"lo": i, "n": 1})
         found = []
         for key, tag, seq, metric, idx, *flags in cursor.fetchall():
-            columns = tuple(c for c, filled in zip(table.checked, flags, strict=False) if filled)
-            found.append(((key, tag) if table.tag else key, refusals.Point(seq, metric, idx, columns)))
+            fills = tuple(c for c, filled in zip(table.checked, flags, strict=False) if filled)
+            found.append(((key, tag) if table.tag else key, refusals.Point(seq, metric, idx, fills)))
         return found
 
     def merge_point(point: refusals.Point) -> tuple[int, int]:
-        cursor.execute(metric_rows.merge_sql(table, "seq", filled=filled), {**journaled, "seq": point.ref})
+        cursor.execute(metric_rows.merge_sql(table, "seq", columns=columns), {**journaled, "seq": point.ref})
         return cursor.fetchone()
 
     return merge_range, points_at, merge_point

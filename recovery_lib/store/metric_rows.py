@@ -206,20 +206,20 @@ def _key_range(t: MetricTable) -> str:
             f"ORDER BY {staged} OFFSET %(lo)s LIMIT %(n)s)")
 
 
-def merge_sql(t: MetricTable, part: str | None = None, *, filled: Sequence[str] | None = None,
+def merge_sql(t: MetricTable, part: str | None = None, *, columns: Sequence[str] | None = None,
               counted: bool = False) -> str:
     """INSERT the staged rows of one ingestion, journaled; returns one row ``(inserted, filled)``.
 
     ``part``: all staged rows (None), a range of keys (``range``: ``%(lo)s``, ``%(n)s``) or one
     staged point (``seq``: ``%(seq)s``), for :mod:`recovery_lib.recovery.refusals`.
-    ``filled``: the value columns some staged row fills (None: any may); the others are inserted
+    ``columns``: the value columns some staged row fills (None: any may); the others are inserted
     as NULL and left out of the update and the journal, which would only compare NULL with NULL
     there (and a wide table's every column costs planning). ``counted``: the row is
     ``(keys, inserted, filled)``, the staged keys counted by the same statement; every key
     not inserted was then present before (see :func:`recovery_lib.store.journal.journaled`).
     Parameters: ``user_id`` and the journal's (:meth:`recovery_lib.store.journal.JournalContext.params`).
     """
-    written = replace(t, values=tuple(c for c in t.values if c in filled)) if filled is not None else t
+    written = replace(t, values=tuple(c for c in t.values if c in columns)) if columns is not None else t
     if not written.checked:
         written = t  # the update needs a column to compare; with none filled, any serves
     picks = ", ".join(
