@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from recovery_lib import backups, db, discovery, notices, target
+from recovery_lib import backups, db, discovery, notices, prepared, target
 from recovery_lib.db import describe_error, is_connection_lost, run
 from recovery_lib.discovery import Candidate
 from recovery_lib.errors import RecoveryAborted
@@ -200,6 +200,7 @@ def _process_all(
         connect_args={"application_name": "health-export-recovery"},
     )
     sa.event.listen(pool, "connect", db.bookkeeping_first)  # the bookkeeping's schema, as every engine's
+    sa.event.listen(pool, "connect", prepared.generic_plans)  # the workers' small merges, planned once
     stop = threading.Event()
     lock = threading.Lock()
     bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from recovery_lib import prepared
 from recovery_lib.accounting import Accounting
 from recovery_lib.batching import BatchConfig
 from recovery_lib.db import cursor as new_cursor
@@ -162,20 +163,29 @@ def _copy_path(
         if not staged[name]:
             outcome.tables[name] = TableReport()
             continue
-        outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, columns[name], outcome, journal)
+        outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, columns[name], outcome, journal,
+                                             small=staged[name] <= sql_write.SMALL_TABLE_POINTS)
     cursor.close()
 
 
 def _merge_staged(
     conn: Connection, cursor: Any, table: MetricTable, user_id: str, columns: set[str], outcome: IngestionOutcome,
-    journal: JournalContext,
+    journal: JournalContext, *, small: bool,
 ) -> TableReport:
-    """Merge one staging table. Usually one statement that also counts the keys; on a refusal, the search."""
+    """Merge one staging table. Usually one statement that also counts the keys; on a refusal, the search.
+
+    ``small``: few rows staged, so the statement is prepared in the session (planning it would cost
+    more than the merge); a large staging table is planned for its rows.
+    """
     search = refusals.Search(cursor, table.name)
     params = {"user_id": user_id, **journal.params(table.name)}
+    sql = metric_rows.merge_sql(table, columns=columns, counted=True)
 
     def counted() -> tuple[int, int, int]:
-        cursor.execute(metric_rows.merge_sql(table, columns=columns, counted=True), params)
+        if small:
+            prepared.execute(cursor, sql, params)
+        else:
+            cursor.execute(sql, params)
         return cursor.fetchone()
 
     got = search.attempt(counted)
