@@ -80,12 +80,12 @@ def _activity(engine, user_id):
         ).all()
 
 
-def _copy_merge(engine, user_id, rows):
+def _copy_merge(engine, user_id, rows, columns=None):
     table = METRIC_TABLES["activity_metrics"]
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.execute(metric_rows.staging_ddl(table))
-        metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows])
+        metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows], columns)
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id, **JOURNAL.params(table.name)})
         return cursor.fetchone()
 
@@ -95,6 +95,12 @@ def test_copy_merge_inserts_then_fills_without_overwriting(engine, user):
     # Same key again: step_count exists (kept), distance is new (filled), nothing inserted.
     assert _copy_merge(engine, user, [(0, T0, {"step_count": 999.0, "distance_meters": 80.0})]) == (0, 1)
     assert _activity(engine, user) == [(T0, 100.0, 80.0, "iPhone")]
+
+
+def test_copy_sends_only_the_columns_it_is_given_and_the_others_stay_null(engine, user):
+    rows = [(0, T0, {"step_count": 100.0}), (1, T0 + timedelta(minutes=1), {"distance_meters": 80.0})]
+    assert _copy_merge(engine, user, rows, columns=["step_count", "distance_meters"]) == (2, 0)
+    assert _activity(engine, user) == [(T0, 100.0, None, None), (T0 + timedelta(minutes=1), None, 80.0, None)]
 
 
 def test_copy_merge_rerun_changes_nothing(engine, user):

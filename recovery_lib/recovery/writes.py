@@ -148,7 +148,9 @@ def _copy_path(
         if metric_rows.staging_name(table) not in existing:  # only the tables that get rows
             cursor.execute(metric_rows.staging_ddl(table))
             existing.add(metric_rows.staging_name(table))
-        staged[name] += metric_rows.copy_rows(cursor, table, buffers[name])
+        # Only the columns some staged row fills so far: every other one is NULL in this buffer too.
+        filled = [c for c in table.values if c in columns[name]]
+        staged[name] += metric_rows.copy_rows(cursor, table, buffers[name], filled)
         buffers[name].clear()
 
     for seq, row in enumerate(parser.rows(items)):

@@ -276,21 +276,27 @@ def key_columns(t: MetricTable, key: Key) -> list[Any]:
     return [key[0], key[1]] if t.tag else [key]
 
 
-def copy_rows(cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any], str, int]]) -> int:
+def copy_rows(
+    cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any], str, int]],
+    columns: Sequence[str] | None = None,
+) -> int:
     """COPY ``(seq, key, values, metric, index)`` rows into the table's staging table; returns rows written.
 
+    ``columns``: the value columns to send (default all); the others are NULL in every row given,
+    and the staging table's default makes them so (a wide table's row fills a few of its columns).
     JSON values arrive as JSON text (the parser serialises them), like every other text.
     """
+    sent = t.values if columns is None else tuple(columns)
     buffer = io.StringIO()
     count = 0
     for seq, key, values, metric, index in rows:
         parts = [_copy_text(part) for part in key_columns(t, key)]
-        buffer.write("\t".join([str(seq), *parts, *(_copy_text(values.get(c)) for c in t.values),
+        buffer.write("\t".join([str(seq), *parts, *(_copy_text(values.get(c)) for c in sent),
                                 _copy_text(metric), str(index)]) + "\n")
         count += 1
     if count:
         buffer.seek(0)
-        columns = ", ".join(["seq", *_staged_key(t), *t.values, "metric", "idx"])
+        columns = ", ".join(["seq", *_staged_key(t), *sent, "metric", "idx"])
         cursor.copy_expert(f"COPY {staging_name(t)} ({columns}) FROM STDIN", buffer)
     return count
 
