@@ -358,3 +358,18 @@ def test_recovery_project_root_points_an_installed_package_at_a_checkout(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "RECOVERY_PROJECT_ROOT": str(tmp_path)})
     assert done.stdout.split() == [str(tmp_path / "notebooks"), str(tmp_path / "runs")]
+
+
+def test_a_kernel_setup_leaves_out_the_iri_grammar_and_notebooks_still_validate() -> None:
+    """setup_notebook() keeps jsonschema's optional IRI check out of the kernel (1.6 s of grammar at import)."""
+    code = (
+        "import sys\n"
+        "from recovery_lib.runbook.kernel import setup_notebook\n"
+        "setup_notebook()\n"
+        "import nbformat\n"
+        "from nbformat.v4 import new_code_cell, new_notebook\n"
+        "nbformat.validate(new_notebook(cells=[new_code_cell('1 + 1')]))\n"
+        "print(sys.modules['rfc3987_syntax'], 'nbformat' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["None", "True"]
