@@ -149,8 +149,7 @@ def _copy_path(
             cursor.execute(metric_rows.staging_ddl(table))
             existing.add(metric_rows.staging_name(table))
         # Only the columns some staged row fills so far: every other one is NULL in this buffer too.
-        filled = [c for c in table.values if c in columns[name]]
-        staged[name] += metric_rows.copy_rows(cursor, table, buffers[name], filled)
+        staged[name] += metric_rows.copy_rows(cursor, table, buffers[name], columns[name])
         buffers[name].clear()
 
     for seq, row in enumerate(parser.rows(items)):

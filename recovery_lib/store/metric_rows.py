@@ -19,7 +19,7 @@ Python a key is then the tuple ``(instant, tag)``; everywhere else an instant.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -278,15 +278,15 @@ def key_columns(t: MetricTable, key: Key) -> list[Any]:
 
 def copy_rows(
     cursor: Any, t: MetricTable, rows: Iterable[tuple[int, Key, Mapping[str, Any], str, int]],
-    columns: Sequence[str] | None = None,
+    columns: Collection[str] | None = None,
 ) -> int:
     """COPY ``(seq, key, values, metric, index)`` rows into the table's staging table; returns rows written.
 
-    ``columns``: the value columns to send (default all); the others are NULL in every row given,
-    and the staging table's default makes them so (a wide table's row fills a few of its columns).
+    ``columns``: as for :func:`merge_sql`, the value columns some row fills (None: any may); only
+    those are sent, the staging table's others stay NULL (a wide table's row fills a few of its columns).
     JSON values arrive as JSON text (the parser serialises them), like every other text.
     """
-    sent = t.values if columns is None else tuple(columns)
+    sent = t.values if columns is None else tuple(c for c in t.values if c in columns)
     buffer = io.StringIO()
     count = 0
     for seq, key, values, metric, index in rows:
@@ -296,8 +296,8 @@ def copy_rows(
         count += 1
     if count:
         buffer.seek(0)
-        columns = ", ".join(["seq", *_staged_key(t), *sent, "metric", "idx"])
-        cursor.copy_expert(f"COPY {staging_name(t)} ({columns}) FROM STDIN", buffer)
+        listed = ", ".join(["seq", *_staged_key(t), *sent, "metric", "idx"])
+        cursor.copy_expert(f"COPY {staging_name(t)} ({listed}) FROM STDIN", buffer)
     return count
 
 
