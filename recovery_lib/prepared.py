@@ -25,7 +25,6 @@ import itertools
 import re
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 # Statements one session keeps prepared; beyond them a text runs unprepared (a run sees a few
@@ -35,14 +34,9 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _names = itertools.count(1)
 
 
-@dataclass
-class _Session:
-    """What one connection's session has prepared: text -> (name, parameter names), None if refused."""
-
-    statements: dict[str, tuple[str, tuple[str, ...]] | None] = field(default_factory=dict)
-
-
-_sessions: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
+# Per connection, what its session prepared: text -> (name, parameter names), None if refused.
+_Prepared = dict[str, tuple[str, tuple[str, ...]] | None]
+_sessions: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -79,8 +73,8 @@ def positional(sql: str) -> tuple[str, tuple[str, ...]]:
 def execute(cursor: Any, sql: str, params: dict[str, Any]) -> None:
     """Run ``sql`` with ``params`` on a DB-API (psycopg2) cursor, prepared in its session after the first time."""
     with _lock:
-        session = _sessions.setdefault(cursor.connection, _Session())
-    prepared = session.statements.get(sql, False)
+        session = _sessions.setdefault(cursor.connection, {})
+    prepared = session.get(sql, False)
     if prepared is False:
         prepared = _prepare(cursor, session, sql)
     if prepared is None:
@@ -91,8 +85,8 @@ def execute(cursor: Any, sql: str, params: dict[str, Any]) -> None:
     cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(values))})" if values else f"EXECUTE {name}", values)
 
 
-def _prepare(cursor: Any, session: _Session, sql: str) -> tuple[str, tuple[str, ...]] | None:
-    if len(session.statements) >= MAX_PER_SESSION:
+def _prepare(cursor: Any, session: _Prepared, sql: str) -> tuple[str, tuple[str, ...]] | None:
+    if len(session) >= MAX_PER_SESSION:
         return None
     text, names = positional(sql)
     name = f"recovery_stmt_{next(_names)}"
@@ -105,8 +99,8 @@ def _prepare(cursor: Any, session: _Session, sql: str) -> tuple[str, tuple[str, 
         if getattr(exc, "pgcode", None) is None:
             raise  # not the server's refusal: the connection, a bug
         cursor.execute("ROLLBACK TO SAVEPOINT recovery_prepare")
-        session.statements[sql] = None
+        session[sql] = None
         return None
     cursor.execute("RELEASE SAVEPOINT recovery_prepare")
-    session.statements[sql] = (name, names)
+    session[sql] = (name, names)
     return name, names
