@@ -148,7 +148,6 @@ def _cpu_note(m: dict[str, Any]) -> str:
 
 
 def run(ctx: Context) -> BenchResult:
-
     result = BenchResult(NUMBER, TITLE)
     incident = build_template(ctx.server, TEMPLATE, ctx.scale)
     result.add("incident", incident.missing_total, "rows missing",
