@@ -26,13 +26,13 @@ from api_schema import (
     store_wrapped,
     workout,
 )
-from helpers import add_user, fingerprint, metric_rows, statuses
+from helpers import add_ingestion, add_user, fingerprint, metric_rows, statuses
 
 from recovery_lib import recovery, verification
 from recovery_lib.cli import main
 from recovery_lib.error_patterns import categorize_processing_errors
 from recovery_lib.monitor import build_monitoring_report
-from recovery_lib.payload import parse_payload
+from recovery_lib.payload import parse_payload, stored
 from recovery_lib.payload.forms import form_of
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store import recovery_log
@@ -170,6 +170,39 @@ def test_a_stored_value_shows_its_form_by_its_top_level_keys():
     assert form_of({"large_payload": True, "needs_parsing": True, "size_bytes": 14_680_064}) == "placeholder"
     assert form_of({"raw_text": "{", "parse_error": "x", "corrupted": True}) == "corrupted"
     assert form_of("a string") == form_of({"something": "else"}) == "hae"  # the parser names what is wrong
+
+
+# Shapes at the edges of each rule: the server's reading (stored.inspect) must agree with form_of.
+EDGE_SHAPES = [
+    {"data": {"metrics": [], "workouts": [{"workout_type": "running"}]}},
+    {"data": {"metrics": [None], "workouts": [{"workout_type": "running"}]}},
+    {"data": {"metrics": ["text"], "workouts": [{"workout_type": "running"}]}},
+    {"data": {"metrics": [{"name": "heart_rate"}], "workouts": [{"workout_type": "running"}]}},
+    {"data": {"metrics": [{"type": "heart_rate", "name": "heart_rate"}]}},
+    {"data": {"metrics": {"0": {"type": "heart_rate"}}}},
+    {"data": {"workouts": {"workout_type": "running"}}},
+    {"data": {"workouts": [{"workout_type": "running", "name": "Run"}]}},
+    {"data": [{"metrics": [{"type": "heart_rate"}]}]},
+    {"data": None},
+    {"data": {}},
+    {"raw_payload": 5},
+    {"raw_text": ["{"]},
+    {"large_payload": False},
+    [{"data": {"metrics": [{"type": "heart_rate"}]}}],
+    [1, 2],
+    3,
+]
+
+
+def test_the_server_reads_the_form_of_every_stored_value_as_form_of_does(engine):
+    user = add_user(engine)
+    values = [internal_payload(), {"data": {"workouts": [workout(workout_type="running")]}}, hae_body(T0, 2),
+              {"raw_payload": "{}"}, {"large_payload": True}, {"raw_text": "{"}, *EDGE_SHAPES]
+    ids = [add_ingestion(engine, user, value) for value in values]
+    with engine.connect() as conn:
+        found = [stored.inspect(conn, ingestion_id).form for ingestion_id in ids]
+    assert found == [form_of(value) for value in values]
+    assert found[:6] == ["internal", "internal", "hae", "wrapped", "placeholder", "corrupted"]
 
 
 # --- recovering each form from the API's tables ---------------------------------------------------------
