@@ -40,6 +40,7 @@ from recovery_lib.options import RecoveryOptions
 from recovery_lib.recovery import ingestion
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.redact import mask_url
+from recovery_lib.store import user_key
 
 _log = logging.getLogger(__name__)
 
@@ -201,6 +202,12 @@ def _process_all(
     )
     sa.event.listen(pool, "connect", db.bookkeeping_first)  # the bookkeeping's schema, as every engine's
     sa.event.listen(pool, "connect", prepared.generic_plans)  # the workers' small merges, planned once
+    if not options.dry_run:
+        with engine.connect() as conn:
+            reason = user_key.blocker(conn)
+        report.foreign_key_checks = user_key.PER_INGESTION if reason is None else f"row by row: {reason}"
+        if reason is None:
+            sa.event.listen(pool, "connect", user_key.skip_row_checks)
     stop = threading.Event()
     lock = threading.Lock()
     bar = tqdm(total=len(candidates), desc="dry run" if options.dry_run else "recovering", unit="ingestion",

@@ -30,7 +30,7 @@ from recovery_lib.db import describe_error, run
 from recovery_lib.payload import forms, serde, stored
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.recovery.writes import merge_payload
-from recovery_lib.store import ingestions, recovery_log, rejections
+from recovery_lib.store import ingestions, recovery_log, rejections, user_key
 from recovery_lib.store.metric_rows import TableReport
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout or pg_cancel_backend
@@ -229,6 +229,7 @@ def _recover(
         if refusal:
             _fail(outcome, *refusal)
         else:
+            user_key.lock_user(conn, candidate.user_id)  # the users foreign key of every row it writes
             failure = merge_payload(
                 conn, candidate, outcome, options.batch_config, options.insert_method, report.started_at,
                 report.run_id, found

@@ -135,6 +135,9 @@ class RecoveryReport:
     target: dict[str, Any] | None = None  # recovery_lib.target.Fit.to_dict(): tables and fields it cannot hold
     notices: list[str] = field(default_factory=list)  # the restoration notices written beside the report
     preview: dict[str, Any] | None = None  # the preview this run was limited to (options.preview_report)
+    # How the workers checked the foreign key to users: "per_ingestion", or why "row by row: ..."
+    # (recovery_lib.store.user_key); None for a dry run, which checks row by row.
+    foreign_key_checks: str | None = None
 
     # -- derived figures ---------------------------------------------------------------------
     def _count(self, *outcomes: str) -> int:
@@ -182,6 +185,7 @@ class RecoveryReport:
             "backups": self.backups,
             "target": self.target,
             "preview": self.preview,
+            "foreign_key_checks": self.foreign_key_checks,
             "candidates": self.discovered if self.discovered is not None else len(self.ingestions),
             "processed_ingestions": len(self.ingestions),
             "candidates_by_reason": dict(Counter(i.reason for i in self.ingestions)),
