@@ -10,18 +10,21 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from helpers import add_ingestion, add_user, hr_payload
 from sqlalchemy.engine import Engine
 
-from recovery_lib import discovery, reconcile, recovery, verification
+from recovery_lib import discovery, parallel_reads, reconcile, recovery, verification
 from recovery_lib.monitor import build_monitoring_report
 from recovery_lib.monitor.prometheus import registry_from_report, write_textfile
 from recovery_lib.payload import parse_payload
 from recovery_lib.schema import METRIC_TABLES
+from recovery_lib.store import ingestions
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(days=3)
@@ -211,3 +214,59 @@ def test_discovery_orders_a_null_created_at_like_its_sql_order_by(engine):
     assert set(in_sql_order[-2:]) == {undated_error, undated_lost}  # ascending order puts NULLs last
     assert [c for c in in_sql_order if c in (dated_error, dated_lost)] == [dated_error, dated_lost]
     assert list(candidates(engine)) == in_sql_order
+
+
+# --- many payloads: read by helper sessions, each in a snapshot of its own ------------------------------
+
+
+def many_processed(engine: Engine, count: int) -> tuple[str, list[str]]:
+    """One user with ``count`` processed payloads, every other one with its rows lost."""
+    user = add_user(engine)
+    ids = []
+    for n in range(count):
+        payload = hr_payload(T0 + timedelta(hours=n), 30)
+        ids.append(add_ingestion(engine, user, payload, status="processed"))
+        if n % 2:
+            store_rows(engine, user, payload)
+    return user, ids
+
+
+def test_many_payloads_are_read_by_helpers_and_reconcile_as_one_reader_does(engine, monkeypatch):
+    many_processed(engine, 12)
+    read_by: list[str] = []
+    original = reconcile.expected_keys
+
+    def spy(conn, ingestion_id, **kwargs):
+        read_by.append(threading.current_thread().name)
+        return original(conn, ingestion_id, **kwargs)
+
+    monkeypatch.setattr(reconcile, "expected_keys", spy)
+    helped = reconcile.reconcile_window(engine, statuses=["processed"], use_cache=False)
+    assert read_by == ["MainThread"] * 12  # without the cache's row versions: the caller alone
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM reconciliation_cache"))
+    read_by.clear()
+    parallel = reconcile.reconcile_window(engine, statuses=["processed"])
+    assert len(read_by) == 12 and "MainThread" not in read_by
+    assert [(r.ingestion_id, r.tables, r.accounting.to_dict()) for r in parallel] == [
+        (r.ingestion_id, r.tables, r.accounting.to_dict()) for r in helped]
+    assert sum(1 for r in parallel if r.lost_anything) == 6
+
+
+def test_a_payload_the_helpers_cannot_see_as_listed_is_read_by_the_caller(engine):
+    """Changed since it was listed, or not committed yet: a helper's snapshot has another version of it."""
+    user, ids = many_processed(engine, 10)
+    with engine.begin() as conn:
+        rows = ingestions.by_ids(conn, ids, with_sha=True)
+    stale = [SimpleNamespace(**{**row._mapping, "version": "1" if row.id == ids[3] else row.version}) for row in rows]
+    with engine.connect() as conn:
+        found = parallel_reads.read_listed(conn, stale, lambda c, r: r.id, readers=2, minimum=1)
+    assert set(found) == set(ids) - {ids[3]}
+
+
+    def lost(conn, row):
+        raise RuntimeError("connection lost")
+
+    with engine.connect() as conn:  # a failed helper leaves all the rest to the caller
+        assert parallel_reads.read_listed(conn, rows, lost, readers=2, minimum=1) == {}

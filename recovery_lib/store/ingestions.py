@@ -58,7 +58,9 @@ def candidates(conn: Connection, *, statuses: Sequence[str], user_id: str | None
 def _identity(with_sha: bool) -> str:
     # The server's SHA-256 of the stored value keys the reconciliation cache; hashing reads the
     # whole payload, so only callers that use the cache ask for it.
-    return f"{_IDENTITY}, {PAYLOAD_SHA256_SQL if with_sha else 'NULL::text'} AS sha"
+    # The row version with it: a reader in another snapshot checks that it reads the payload hashed.
+    return f"{_IDENTITY}, {PAYLOAD_SHA256_SQL if with_sha else 'NULL::text'} AS sha, " + (
+        "xmin::text AS version" if with_sha else "NULL::text AS version")
 
 
 def by_ids(conn: Connection, ids: Sequence[str], *, with_sha: bool = False) -> list[Row[Any]]:
