@@ -107,8 +107,15 @@ def test_a_role_that_may_not_skip_triggers_keeps_the_row_checks(engine):
                 assert cur.fetchone()[0] == "origin"
         finally:
             raw.invalidate()
+        with engine.begin() as conn:  # allowed to skip the triggers, but not to lock a user row
+            conn.execute(sa.text("GRANT SET ON PARAMETER session_replication_role TO recovery_plain"))
+        with engine.connect() as conn:
+            conn.execute(sa.text("SET ROLE recovery_plain"))
+            assert user_key.blocker(conn) == "the role may not lock rows of users (UPDATE on users) (42501)"
+            conn.rollback()
     finally:
         with engine.begin() as conn:
+            conn.execute(sa.text("REVOKE SET ON PARAMETER session_replication_role FROM recovery_plain"))
             conn.execute(sa.text("DROP OWNED BY recovery_plain"))
             conn.execute(sa.text("DROP ROLE recovery_plain"))
 

@@ -14,7 +14,8 @@ worker writes (the bound metric tables, ``raw_ingestions``, the bookkeeping) and
 reason to keep the per-row checks: a trigger (other than a foreign key's) or rule, a partitioned or
 inherited table, or a foreign key other than ``user_id -> users(id)`` on a table rows are
 inserted into (``raw_ingestions`` is only updated, in columns no foreign key uses). A role that
-may not set the parameter (not a superuser, no ``GRANT SET ON PARAMETER``) keeps them too.
+may not set the parameter (not a superuser, no ``GRANT SET ON PARAMETER``) or may not lock a row
+of ``users`` (that needs UPDATE on it) keeps them too.
 
     >>> reason = blocker(conn)              # None: the workers may check once per ingestion
     >>> sa.event.listen(pool, "connect", skip_row_checks)
@@ -80,13 +81,17 @@ def blocker(conn: Connection) -> str | None:
             return f"{row.relation} is partitioned or inherited"
         if row.other_key:
             return f"{row.relation} has a foreign key other than user_id -> users(id) ({row.other_key})"
-    run(conn, "SAVEPOINT user_key_role")
-    try:
-        run(conn, "SET LOCAL session_replication_role = replica")
-    except DBAPIError as exc:
-        run(conn, "ROLLBACK TO SAVEPOINT user_key_role")
-        return f"the role may not set session_replication_role ({getattr(exc.orig, 'pgcode', None)})"
-    run(conn, "ROLLBACK TO SAVEPOINT user_key_role")  # SET LOCAL ends with it: nothing changed
+    # The role must be able to do both halves: skip the triggers, and lock a user row itself (a
+    # row lock needs UPDATE on users, which the checks, run as the table's owner, did not).
+    for sql, what in (("SET LOCAL session_replication_role = replica", "set session_replication_role"),
+                      ("SELECT 1 FROM users WHERE false FOR KEY SHARE", "lock rows of users (UPDATE on users)")):
+        run(conn, "SAVEPOINT user_key_role")
+        try:
+            run(conn, sql)
+        except DBAPIError as exc:
+            run(conn, "ROLLBACK TO SAVEPOINT user_key_role")
+            return f"the role may not {what} ({getattr(exc.orig, 'pgcode', None)})"
+        run(conn, "ROLLBACK TO SAVEPOINT user_key_role")  # SET LOCAL ends with it: nothing changed
     return None
 
 
