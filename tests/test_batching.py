@@ -84,7 +84,7 @@ def _copy_merge(engine, user_id, rows, columns=None):
     table = METRIC_TABLES["activity_metrics"]
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
-        cursor.execute(metric_rows.staging_ddl(table))
+        metric_rows.empty_staging(cursor, table)
         metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows], columns)
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user_id, **JOURNAL.params(table.name)})
         return cursor.fetchone()
@@ -122,6 +122,57 @@ def test_copy_escapes_text_safely(engine, user):
     assert _activity(engine, user)[0].source_device == source
 
 
+def _staged(conn, table):
+    """The staging table's row count and file: a TRUNCATE gives it a new file."""
+    return tuple(conn.execute(sa.text(
+        f"SELECT (SELECT count(*) FROM {metric_rows.staging_name(table)}), "
+        f"pg_relation_filenode('pg_temp.{metric_rows.staging_name(table)}')")).one())
+
+
+def test_a_staging_table_holds_only_the_rows_of_its_own_transaction(engine):
+    """Staged rows outlive the commit (no truncation at every commit); the next transaction empties them first."""
+    table = METRIC_TABLES["activity_metrics"]
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        with conn.begin():
+            metric_rows.empty_staging(cursor, table)
+            metric_rows.copy_rows(cursor, table, [(i, T0 + timedelta(minutes=i), {"step_count": 1.0}, "m", i)
+                                                  for i in range(3)])
+        count, file = _staged(conn, table)
+        conn.commit()
+        assert count == 3
+        with conn.begin():
+            metric_rows.empty_staging(cursor, table, exists=True)
+            assert _staged(conn, table) == (0, file)  # a DELETE: the same file
+            metric_rows.copy_rows(cursor, table, [(0, T0, {"step_count": 2.0}, "m", 0)])
+            assert _staged(conn, table)[0] == 1
+
+
+def test_a_staging_table_is_truncated_once_its_session_staged_many_rows(engine, monkeypatch):
+    monkeypatch.setattr(metric_rows, "TRUNCATE_AFTER_ROWS", 5)
+    table = METRIC_TABLES["activity_metrics"]
+    rows = [(i, T0 + timedelta(minutes=i), {"step_count": 1.0}, "m", i) for i in range(6)]
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        with conn.begin():
+            metric_rows.empty_staging(cursor, table)
+            metric_rows.copy_rows(cursor, table, rows)
+        file = _staged(conn, table)[1]
+        conn.commit()
+        with conn.begin():
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            metric_rows.empty_staging(cursor, table, exists=True)  # read only: a DELETE, not a TRUNCATE
+            assert _staged(conn, table) == (0, file)
+        with conn.begin():
+            metric_rows.empty_staging(cursor, table, exists=True)
+            count, new_file = _staged(conn, table)
+        assert count == 0 and new_file != file
+        with conn.begin():
+            metric_rows.copy_rows(cursor, table, rows[:2])
+            metric_rows.empty_staging(cursor, table, exists=True)  # 2 rows since the TRUNCATE: a DELETE
+            assert _staged(conn, table) == (0, new_file)
+
+
 def test_insert_rows_chunks_under_the_limit_and_is_idempotent(engine, user):
     table = METRIC_TABLES["heart_rate_metrics"]
     rows = {T0 + timedelta(seconds=i): {"heart_rate": 60.0 + i % 40} for i in range(9000)}
@@ -147,7 +198,7 @@ def test_staging_types_match_the_target_columns(engine, user):
     end = T0 + timedelta(minutes=45)
     with engine.begin() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
-        cursor.execute(metric_rows.staging_ddl(table))
+        metric_rows.empty_staging(cursor, table)
         metric_rows.copy_rows(cursor, table, [(0, T0, {"ended_at": end, "workout_type": "Outdoor Run",
                                                      "distance_meters": 5000.0}, "workouts", 0)])
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user, **JOURNAL.params(table.name)})

@@ -145,8 +145,8 @@ def _copy_path(
         if existing is None:
             cursor.execute(metric_rows.STAGED_TABLES_SQL)
             existing = {row[0] for row in cursor.fetchall()}
-        if metric_rows.staging_name(table) not in existing:  # only the tables that get rows
-            cursor.execute(metric_rows.staging_ddl(table))
+        if name not in staged:  # only the tables that get rows; emptied of an earlier transaction's
+            metric_rows.empty_staging(cursor, table, exists=metric_rows.staging_name(table) in existing)
             existing.add(metric_rows.staging_name(table))
         # Only the columns some staged row fills so far: every other one is NULL in this buffer too.
         staged[name] += metric_rows.copy_rows(cursor, table, buffers[name], columns[name])

@@ -19,6 +19,8 @@ Python a key is then the tuple ``(instant, tag)``; everywhere else an instant.
 from __future__ import annotations
 
 import io
+import weakref
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -35,6 +37,14 @@ from recovery_lib.schema import METRIC_TABLES, MetricTable
 from recovery_lib.store.journal import JournalContext, journaled
 
 UNNEST_CHUNK = 50_000
+# A staging table keeps its rows across commits, so each transaction empties it before its first
+# COPY (:func:`empty_staging`). ON COMMIT DELETE ROWS would be simpler, but at every commit that
+# touched any temporary table it truncates all such tables of the session (heap, TOAST table and
+# its index each): about 5 ms a payload once a worker has staged into twenty of them. A DELETE
+# costs a few rows; the pages of deleted rows come back with a TRUNCATE once a session has staged
+# this many rows into a table since its last one.
+TRUNCATE_AFTER_ROWS = 10_000
+_staged_since_truncate: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -177,8 +187,33 @@ def staging_ddl(t: MetricTable) -> str:
     # metric and idx name each staged point, should the target refuse its row (recovery.refusals).
     return (
         f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(t)} "
-        f"(seq bigint NOT NULL, key timestamptz NOT NULL{tag}, {cols}, metric text, idx int) ON COMMIT DELETE ROWS"
+        f"(seq bigint NOT NULL, key timestamptz NOT NULL{tag}, {cols}, metric text, idx int)"
     )
+
+
+def empty_staging(cursor: Any, t: MetricTable, *, exists: bool | None = None) -> None:
+    """Make the staging table ready for this transaction's rows: created, or emptied of earlier ones.
+
+    Call it in every transaction before the first COPY into the table (:func:`copy_rows`).
+    ``exists``: whether this session has the table (None: look it up).
+
+        >>> empty_staging(cursor, METRIC_TABLES["activity_metrics"], exists=False)   # CREATE TEMP TABLE
+    """
+    if exists is None:
+        cursor.execute("SELECT to_regclass(%(name)s) IS NOT NULL", {"name": f"pg_temp.{staging_name(t)}"})
+        exists = cursor.fetchone()[0]
+    since = _staged_since_truncate.setdefault(cursor.connection, Counter())
+    if not exists:
+        cursor.execute(staging_ddl(t))
+        since[t.name] = 0
+        return
+    if since[t.name] >= TRUNCATE_AFTER_ROWS:
+        cursor.execute("SELECT current_setting('transaction_read_only') = 'off'")
+        if cursor.fetchone()[0]:  # a read-only transaction may DELETE from a temporary table, not TRUNCATE it
+            cursor.execute(f"TRUNCATE {staging_name(t)}")
+            since[t.name] = 0
+            return
+    cursor.execute(f"DELETE FROM {staging_name(t)}")
 
 
 # The staging tables this session already has (a temporary table lives as long as its connection).
@@ -298,6 +333,7 @@ def copy_rows(
         buffer.seek(0)
         listed = ", ".join(["seq", *_staged_key(t), *sent, "metric", "idx"])
         cursor.copy_expert(f"COPY {staging_name(t)} ({listed}) FROM STDIN", buffer)
+        _staged_since_truncate.setdefault(cursor.connection, Counter())[t.name] += count
     return count
 
 
