@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from recovery_lib import batching
+from recovery_lib import batching, db
 from recovery_lib.batching import PG_MAX_PARAMS, BatchConfig
 from recovery_lib.errors import BatchConfigError
 from recovery_lib.schema import METRIC_TABLES
@@ -204,3 +204,28 @@ def test_staging_types_match_the_target_columns(engine, user):
         cursor.execute(metric_rows.merge_sql(table), {"user_id": user, **JOURNAL.params(table.name)})
         row = conn.execute(sa.text("SELECT ended_at, workout_type, distance_meters FROM workout_metrics")).one()
     assert tuple(row) == (end, "Outdoor Run", 5000.0)
+
+
+def test_an_array_sent_as_one_text_reads_back_as_the_same_values(engine):
+    """Keys and tags go to the server as one array text each: every value comes back as it was."""
+    texts = ['a "quoted" word', "back\\slash", "{braces}, commas", "NULL", "", " spaced ", "Émilie's \N{WATCH}", None]
+    instants = [T0, T0 + timedelta(microseconds=1), datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), None]
+    with engine.connect() as conn:
+        got = conn.exec_driver_sql("SELECT %(t)s::text[], %(k)s::timestamptz[]", {
+            "t": db.array_literal(texts), "k": db.array_literal(instants)}).one()
+    assert list(got[0]) == texts
+    assert list(got[1]) == instants
+    assert db.array_literal([]) == "{}"
+
+
+def test_count_present_counts_tagged_keys_sent_as_array_texts(engine, user):
+    table = METRIC_TABLES["other_metrics"]
+    rows = [(0, (T0, 'sleep "score"'), {"qty": 1.0}), (1, (T0, "a,b"), {"qty": 2.0})]
+    with engine.begin() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        metric_rows.empty_staging(cursor, table)
+        metric_rows.copy_rows(cursor, table, [(seq, key, values, "m", seq) for seq, key, values in rows])
+        cursor.execute(metric_rows.merge_sql(table), {"user_id": user, **JOURNAL.params(table.name)})
+    with engine.connect() as conn:
+        keys = [(T0, 'sleep "score"'), (T0, "a,b"), (T0, "a"), (T0 + timedelta(minutes=1), "a,b")]
+        assert metric_rows.count_present(conn, user, "other_metrics", keys) == 2

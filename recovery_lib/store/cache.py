@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from recovery_lib.db import run
+from recovery_lib.db import array_literal, run
 from recovery_lib.schema import METRIC_TABLES
 from recovery_lib.store.metric_rows import missing_values_sql, pg_type
 
@@ -62,9 +62,10 @@ def store(conn: Connection, payload_sha256: str, *, parser_version: int, keys: M
     for n, (name, found) in enumerate(keys.items()):
         tagged = METRIC_TABLES[name].tag is not None
         params.update({
-            f"t{n}": name, f"f{n}": list(filled[name]),
-            f"k{n}": [k[0] for k in found] if tagged else list(found),
-            f"g{n}": [_tag_text(k[1]) for k in found] if tagged else None,
+            # Each array as one text: psycopg2 would send every key as an expression of its own.
+            f"t{n}": name, f"f{n}": array_literal(filled[name]),
+            f"k{n}": array_literal(k[0] for k in found) if tagged else array_literal(found),
+            f"g{n}": array_literal(_tag_text(k[1]) for k in found) if tagged else None,
         })
         values.append(f"(%(h)s, %(v)s, %(t{n})s, %(k{n})s::timestamptz[], %(g{n})s::text[], %(f{n})s::text[], "
                       "%(r)s, %(a)s::jsonb)")

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from recovery_lib.batching import PG_MAX_PARAMS, chunks
-from recovery_lib.db import run
+from recovery_lib.db import array_literal, run
 from recovery_lib.errors import BatchConfigError
 from recovery_lib.schema import METRIC_TABLES, MetricTable
 from recovery_lib.store.journal import JournalContext, journaled
@@ -77,10 +77,10 @@ Key = datetime | tuple[datetime, Any]
 
 
 def _key_parts(t: MetricTable, keys: Sequence[Key]) -> dict[str, list[Any]]:
-    """The keys as parallel arrays to unnest: instants, and tags for a tagged table."""
+    """The keys as parallel arrays to unnest (each one array text): instants, and tags for a tagged table."""
     if t.tag is None:
-        return {"keys": list(keys)}
-    return {"keys": [k[0] for k in keys], "tags": [k[1] for k in keys]}
+        return {"keys": array_literal(keys)}
+    return {"keys": array_literal(k[0] for k in keys), "tags": array_literal(k[1] for k in keys)}
 
 
 def _unnest(t: MetricTable, *extra: str) -> tuple[str, str]:
@@ -143,8 +143,8 @@ def present_and_missing_values(
             conn,
             f"SELECT count(m.user_id), coalesce(sum({missing_values_sql(t, 'k.filled', 'm')}), 0) "
             f"FROM {source} LEFT JOIN {t.sql_name} m ON m.user_id = %(user_id)s AND {match}",
-            {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "filled": list(filled[start : start + UNNEST_CHUNK]),
-             "user_id": user_id},
+            {**_key_parts(t, keys[start : start + UNNEST_CHUNK]), "user_id": user_id,
+             "filled": array_literal(filled[start : start + UNNEST_CHUNK])},
         ).one()
         present += int(got_present)
         missing += int(got_missing)
