@@ -21,6 +21,7 @@ Target: recovery at least 0.5x the bare COPY rate.
 from __future__ import annotations
 
 import io
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -93,11 +94,14 @@ def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
 
         before = _max_ids(engine)
         log(f"bench 1: run_recovery over {len(incident.ingestions)} ingestions")
-        start = time.perf_counter()
+        from benchmarks.bench_scaling import postgres_cpu
         from recovery_lib import recovery as engine_recovery
 
+        cpu_before, pg_before = os.times(), postgres_cpu(ctx.server)
+        start = time.perf_counter()
         report = engine_recovery.run_recovery(engine, progress=False).to_dict()
         seconds = time.perf_counter() - start
+        cpu_after, pg_after = os.times(), postgres_cpu(ctx.server)
         inserted = report["rows_inserted_total"]
         if dry_run:
             bench_dry_run.finish(results[0], preview_seconds or 0.0, seconds)
@@ -108,6 +112,10 @@ def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
         result.add("recovery time", seconds, "s",
                    f"{report['candidates']} candidates, {report['recovered']} recovered, "
                    f"{report['recovery_failed']} failed; jobs {report['parameters']['max_concurrent_jobs']}")
+        # The machine's speed varies from run to run (by 40% here); CPU seconds say where the time went.
+        client = cpu_after.user - cpu_before.user + cpu_after.system - cpu_before.system
+        server = "" if pg_before is None or pg_after is None else f", PostgreSQL {pg_after - pg_before:.1f} s"
+        result.add("recovery CPU", client, "s", f"this process (the workers){server} (its sessions that ended)")
         result.add("rows inserted", inserted, "rows", "equals the missing rows" if inserted == incident.missing_total
                    else f"MISMATCH: {incident.missing_total:,} were missing")
         result.add("missing after recovery", report["missing_after_total"], "rows")
