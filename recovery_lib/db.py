@@ -83,6 +83,23 @@ def database_url() -> str:
     return url or embedded_url()
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def shares_this_host(url: str | URL) -> bool:
+    """Whether the server of ``url`` runs on this machine (a Unix socket or a loopback address), as libpq reads it.
+
+        >>> shares_this_host("postgresql://postgres:@/postgres?host=/tmp/pg/data"), shares_this_host("postgresql://db.internal/x")
+        (True, False)
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    host = parsed.host or parsed.query.get("host") or os.environ.get("PGHOST", "")
+    if isinstance(host, tuple):  # ?host=a&host=b
+        host = ",".join(host)
+    # No host at all is libpq's default Unix socket; a path (or @abstract name) is a socket directory.
+    return all(not h or h.startswith(("/", "@")) or h.lower() in _LOOPBACK for h in str(host).split(","))
+
+
 def _with_driver(url: str | URL) -> URL:
     parsed = make_url(url) if isinstance(url, str) else url
     if parsed.drivername in ("postgresql", "postgres"):

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from helpers import add_ingestion, add_user, fingerprint, hr_payload, metric_rows, statuses
 
-from recovery_lib import params, recovery
+from recovery_lib import db, params, recovery
+from recovery_lib import options as options_module
 from recovery_lib.batching import BatchConfig
 from recovery_lib.discovery import discover
 from recovery_lib.errors import BatchConfigError
@@ -243,6 +244,45 @@ def test_environment_configures_defaults_and_arguments_win(monkeypatch):
     options = RecoveryOptions.validated()
     assert (options.batch_size, options.max_concurrent_jobs, options.verify) == (7, 2, False)
     assert RecoveryOptions.validated(batch_size=3, verify=True).batch_size == 3
+
+
+@pytest.mark.parametrize(("url", "here"), [
+    ("postgresql://postgres:@/postgres?host=/tmp/pg/data", True),  # the embedded server's socket
+    ("postgresql://app@/health", True),  # libpq's default socket
+    ("postgresql://app@localhost:5433/health", True),
+    ("postgresql://app@[::1]/health", True),
+    ("postgresql://app@127.0.0.1/health", True),
+    ("postgresql://app@db.internal/health", False),
+    ("postgresql://app@/health?host=localhost&host=db.internal", False),  # one of the hosts is elsewhere
+])
+def test_a_server_shares_this_machine_when_reached_by_a_socket_or_a_loopback_address(url, here, monkeypatch):
+    monkeypatch.delenv("PGHOST", raising=False)
+    assert db.shares_this_host(url) is here
+
+
+def test_a_url_without_host_is_where_pghost_says(monkeypatch):
+    monkeypatch.setenv("PGHOST", "db.internal")
+    assert not db.shares_this_host("postgresql://app@/health")
+
+
+@pytest.mark.parametrize(("cores", "here", "workers"), [(2, True, 3), (1, True, 2), (16, True, 5), (2, False, 5)])
+def test_workers_default_to_five_or_to_the_cores_plus_one_of_a_server_on_this_machine(cores, here, workers,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(options_module, "host_cores", lambda: cores)
+    url = "postgresql://app@/health?host=/tmp/pg" if here else "postgresql://app@db.internal/health"
+    assert RecoveryOptions.validated().max_concurrent_jobs is None  # decided when the run knows its server
+    assert RecoveryOptions.validated().for_server(url).max_concurrent_jobs == workers
+    assert RecoveryOptions.validated(max_concurrent_jobs=4).for_server(url).max_concurrent_jobs == 4
+    monkeypatch.setenv("RECOVERY_MAX_CONCURRENT_JOBS", "6")
+    assert RecoveryOptions.validated().for_server(url).max_concurrent_jobs == 6
+
+
+def test_the_report_names_the_number_of_workers_the_run_used(engine):
+    user = add_user(engine)
+    add_ingestion(engine, user, hr_payload(T0, 5), errors=PARAM_LIMIT_ERROR)
+    report = recovery.run_recovery(engine, progress=False)
+    assert report.parameters["max_concurrent_jobs"] == options_module.default_jobs(engine.url)
+    assert recovery.run_recovery(engine, progress=False, max_concurrent_jobs=2).parameters["max_concurrent_jobs"] == 2
 
 
 def test_report_file_is_written_with_a_utc_timestamped_name(engine, tmp_path):

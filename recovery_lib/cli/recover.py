@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recover = subparsers.add_parser("recover", help="re-insert lost metrics (exactly once), or preview with --dry-run")
     recover.add_argument("--dry-run", action="store_true", help="compute everything in a READ ONLY transaction")
     recover.add_argument("--batch-size", help="ingestions fetched per round (RECOVERY_BATCH_SIZE, default 100)")
-    recover.add_argument("--max-concurrent-jobs", help="parallel workers (RECOVERY_MAX_CONCURRENT_JOBS, default 5)")
+    recover.add_argument("--max-concurrent-jobs", help="parallel workers (RECOVERY_MAX_CONCURRENT_JOBS; "
+                         "default 5, or cores + 1 when fewer and the server runs here)")
     recover.add_argument("--user-id", help="only this user's ingestions (a UUID)")
     recover.add_argument("--no-verify", action="store_true", help="skip the payload checksum comparison")
     recover.add_argument(

@@ -82,6 +82,7 @@ def run_recovery(
     elif values:
         raise TypeError(f"give either options or parameter values, not both: {', '.join(sorted(values))}")
     engine = engine or db.get_engine()
+    options = options.for_server(engine.url)  # the number of workers, when none was asked for
     run_id = uuid.uuid4().hex
     report = RecoveryReport(
         run_id=run_id, started_at=datetime.now(UTC), parameters=options.to_dict(),
