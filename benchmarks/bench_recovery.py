@@ -101,7 +101,9 @@ def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
         start = time.perf_counter()
         report = engine_recovery.run_recovery(engine, progress=False).to_dict()
         seconds = time.perf_counter() - start
-        cpu_after, pg_after = os.times(), postgres_cpu(ctx.server)
+        cpu_after = os.times()
+        time.sleep(0.5)  # the run's sessions have closed; their backends are counted once they have exited
+        pg_after = postgres_cpu(ctx.server)
         inserted = report["rows_inserted_total"]
         if dry_run:
             bench_dry_run.finish(results[0], preview_seconds or 0.0, seconds)
