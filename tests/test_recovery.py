@@ -269,6 +269,7 @@ def test_a_url_without_host_is_where_pghost_says(monkeypatch):
 def test_workers_default_to_five_or_to_the_cores_plus_one_of_a_server_on_this_machine(cores, here, workers,
                                                                                       monkeypatch):
     monkeypatch.setattr(options_module, "host_cores", lambda: cores)
+    monkeypatch.delenv("RECOVERY_MAX_CONCURRENT_JOBS", raising=False)
     url = "postgresql://app@/health?host=/tmp/pg" if here else "postgresql://app@db.internal/health"
     assert RecoveryOptions.validated().max_concurrent_jobs is None  # decided when the run knows its server
     assert RecoveryOptions.validated().for_server(url).max_concurrent_jobs == workers
@@ -277,7 +278,8 @@ def test_workers_default_to_five_or_to_the_cores_plus_one_of_a_server_on_this_ma
     assert RecoveryOptions.validated().for_server(url).max_concurrent_jobs == 6
 
 
-def test_the_report_names_the_number_of_workers_the_run_used(engine):
+def test_the_report_names_the_number_of_workers_the_run_used(engine, monkeypatch):
+    monkeypatch.delenv("RECOVERY_MAX_CONCURRENT_JOBS", raising=False)
     user = add_user(engine)
     add_ingestion(engine, user, hr_payload(T0, 5), errors=PARAM_LIMIT_ERROR)
     report = recovery.run_recovery(engine, progress=False)
