@@ -98,12 +98,15 @@ WHERE r.id = %(id)s
 
 # The entries of every other list under data (%(keys)s, in that order) through one cursor: a cursor
 # per list cost four statements each (declare, two fetches, close), most of a small payload's reading.
-# As in _POINTS_SQL, the nested loop keeps the lists' order and each list's order.
+# As in _POINTS_SQL, the nested loop keeps the lists' order and each list's order. The body's data
+# is read once (the subquery): ``{r.payload}->'data'`` per list would decompress the stored value
+# again for every list (136 ms instead of 24 for the six lists of a 16 MB export).
 _ARRAYS_SQL = """
 SELECT a.n, e.ord, e.value::text
 FROM raw_ingestions r
+CROSS JOIN LATERAL (SELECT {r.payload}->'data' AS data OFFSET 0) b
 CROSS JOIN LATERAL unnest(%(keys)s::text[]) WITH ORDINALITY AS a(key, n)
-CROSS JOIN LATERAL jsonb_array_elements({r.payload}->'data'->a.key) WITH ORDINALITY AS e(value, ord)
+CROSS JOIN LATERAL jsonb_array_elements(b.data->a.key) WITH ORDINALITY AS e(value, ord)
 WHERE r.id = %(id)s
 """
 
