@@ -44,7 +44,7 @@ from recovery_lib.store.metric_rows import TableReport, update_clause
 KEYS_TABLE = "sql_path_keys"
 # A table with at most this many points in the payload is written by one statement (_write_small):
 # the probe, savepoints and key tracking of a large metric cost more than grouping a few points.
-SMALL_TABLE_POINTS = 2_000
+SMALL_TABLE_POINTS = 500
 _KEYS_DDL = f"CREATE TEMP TABLE {KEYS_TABLE} (key timestamptz NOT NULL, pre_ctid tid) ON COMMIT DELETE ROWS"
 
 
