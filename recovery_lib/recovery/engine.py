@@ -37,7 +37,7 @@ from recovery_lib.db import describe_error, is_connection_lost, run
 from recovery_lib.discovery import Candidate
 from recovery_lib.errors import RecoveryAborted
 from recovery_lib.options import RecoveryOptions
-from recovery_lib.recovery import ingestion
+from recovery_lib.recovery import ingestion, schedule
 from recovery_lib.recovery.report import IngestionOutcome, RecoveryReport
 from recovery_lib.redact import mask_url
 from recovery_lib.store import user_key
@@ -298,9 +298,8 @@ def _process_all(
             while groups and (taken == 0 or taken + len(groups[0][1]) <= options.batch_size):
                 round_groups.append(groups.pop(0))
                 taken += len(round_groups[-1][1])
-            # Largest users first: the workers then finish the round together instead of one of
-            # them starting a 13 MB export while the others wait at the end of the round.
-            for user_id, group in sorted(round_groups, key=lambda g: -sum(c.payload_size_bytes for c in g[1])):
+            # Largest users first, the smallest in between (recovery_lib.recovery.schedule).
+            for user_id, group in schedule.order(round_groups):
                 todo.put((user_id, group))
             threads = [threading.Thread(target=work, args=(n, todo), daemon=True)
                        for n in range(min(jobs, todo.qsize()))]
