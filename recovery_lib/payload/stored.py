@@ -65,14 +65,15 @@ LEFT JOIN LATERAL (
 # row carries its name and units (the client reads them only when the metric changes), and points
 # come as jsonb text decoded with one safe_json.loads each (any depth, any number): psycopg2's
 # jsonb typecaster would decode name, units and point on every row (three decodes per point),
-# the larger part of the fetch.
+# the larger part of the fetch. Paths (#>) copy the list once where ->'data'->'metrics' copies all of
+# data first (62 ms instead of 42 for a 16 MB export; 19 instead of 7 for its workouts).
 _POINTS_SQL = """
 SELECT m.ord,
        CASE WHEN p.ord IS NULL OR p.ord = 1 THEN m.value->'name' END,
        CASE WHEN p.ord IS NULL OR p.ord = 1 THEN m.value->'units' END,
        p.ord, p.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload}->'data'->'metrics', '[]'::jsonb))
+CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload} #> '{data,metrics}', '[]'::jsonb))
      WITH ORDINALITY AS m(value, ord)
 LEFT JOIN LATERAL jsonb_array_elements(
          CASE WHEN m.ord - 1 = ANY(%(skip)s::int[]) THEN '[]'::jsonb ELSE coalesce(m.value->'data', '[]'::jsonb) END)
@@ -83,7 +84,7 @@ WHERE r.id = %(id)s
 _WORKOUTS_SQL = """
 SELECT w.ord, w.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload}->'data'->'workouts', '[]'::jsonb))
+CROSS JOIN LATERAL jsonb_array_elements(coalesce({r.payload} #> '{data,workouts}', '[]'::jsonb))
      WITH ORDINALITY AS w(value, ord)
 WHERE r.id = %(id)s
 """
@@ -92,21 +93,22 @@ WHERE r.id = %(id)s
 _ENTRIES_SQL = """
 SELECT e.ord, e.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL jsonb_array_elements({r.payload}->'data'->%(key)s) WITH ORDINALITY AS e(value, ord)
+CROSS JOIN LATERAL jsonb_array_elements({r.payload} #> ARRAY['data', %(key)s]) WITH ORDINALITY AS e(value, ord)
 WHERE r.id = %(id)s
 """
 
 # The entries of every other list under data (%(keys)s, in that order) through one cursor: a cursor
 # per list cost four statements each (declare, two fetches, close), most of a small payload's reading.
-# As in _POINTS_SQL, the nested loop keeps the lists' order and each list's order. The body's data
-# is read once (the subquery): ``{r.payload}->'data'`` per list would decompress the stored value
-# again for every list (136 ms instead of 24 for the six lists of a 16 MB export).
+# As in _POINTS_SQL, the nested loop keeps the lists' order and each list's order. The body is
+# decompressed once (the subquery, ``#> '{}'``): ``{r.payload}->'data'`` per list would decompress
+# the stored value again for every list, and copy all of data first (136 ms instead of 10 for the
+# six lists of a 16 MB export).
 _ARRAYS_SQL = """
 SELECT a.n, e.ord, e.value::text
 FROM raw_ingestions r
-CROSS JOIN LATERAL (SELECT {r.payload}->'data' AS data OFFSET 0) b
+CROSS JOIN LATERAL (SELECT {r.payload} #> '{}' AS body OFFSET 0) b
 CROSS JOIN LATERAL unnest(%(keys)s::text[]) WITH ORDINALITY AS a(key, n)
-CROSS JOIN LATERAL jsonb_array_elements(b.data->a.key) WITH ORDINALITY AS e(value, ord)
+CROSS JOIN LATERAL jsonb_array_elements(b.body #> ARRAY['data', a.key]) WITH ORDINALITY AS e(value, ord)
 WHERE r.id = %(id)s
 """
 
