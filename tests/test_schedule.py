@@ -20,18 +20,19 @@ def test_users_of_similar_weight_go_largest_first():
     assert names(schedule.order(users(a=3, b=5, c=4, d=1))) == ["b", "c", "a", "d"]
 
 
-def test_the_smallest_users_go_between_the_large_ones():
-    # Mean 26 MB: a and b weigh more than twice that; the six others fill the gaps, smallest first.
+def test_the_smallest_users_go_between_the_large_ones_and_the_rest_follow_largest_first():
+    # Mean 26 MB: a and b weigh more than twice that. Half of the six others go between them,
+    # smallest first (d, f after a; e, g after b), then the rest largest first (h, c).
     ordered = schedule.order(users(a=100, b=90, c=5, d=1, e=3, f=2, g=4, h=6))
-    assert names(ordered) == ["a", "d", "f", "e", "b", "g", "c", "h"]
+    assert names(ordered) == ["a", "d", "f", "b", "e", "g", "h", "c"]
 
 
-def test_large_users_are_spread_evenly_and_small_ones_end_the_round():
-    # Four 16 MB exports among twenty users, as in make bench #1: the round ends on small users.
+def test_every_large_user_is_out_in_the_first_half_and_small_ones_end_the_round():
+    # Four 16 MB exports among twenty users, as in make bench #1.
     groups = users(**{f"large{n}": 16 for n in range(4)}, **{f"small{n}": 3 for n in range(16)})
     ordered = names(schedule.order(groups))
-    assert [ordered.index(f"large{n}") for n in range(4)] == [0, 5, 10, 15]
-    assert all(user.startswith("small") for user in ordered[16:])
+    assert [ordered.index(f"large{n}") for n in range(4)] == [0, 3, 6, 9]
+    assert all(user.startswith("small") for user in ordered[10:])
 
 
 def test_each_user_is_handed_out_once_with_their_ingestions_untouched():
