@@ -30,6 +30,9 @@ from typing import Any
 # Statements one session keeps prepared; beyond them a text runs unprepared (a run sees a few
 # dozen: one merge per table, a few per table for the payloads' sets of metrics).
 MAX_PER_SESSION = 100
+# A merge of at most this many staged rows is run prepared (recovery.writes); a larger one keeps a
+# plan of its own, made for its rows.
+MAX_ROWS = 2_000
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _names = itertools.count(1)
 

@@ -165,7 +165,7 @@ def _copy_path(
             outcome.tables[name] = TableReport()
             continue
         outcome.tables[name] = _merge_staged(conn, cursor, table, user_id, columns[name], outcome, journal,
-                                             small=staged[name] <= sql_write.SMALL_TABLE_POINTS)
+                                             small=staged[name] <= prepared.MAX_ROWS)
     cursor.close()
 
 
