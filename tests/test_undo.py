@@ -101,6 +101,30 @@ def test_recover_undo_gives_the_tables_of_before_and_recovering_again_gives_the_
     assert again.to_dict()["rows_inserted_total"] == first.to_dict()["rows_inserted_total"]
 
 
+@pytest.mark.parametrize("method", ["sql", "copy", "insert"])
+def test_every_row_a_run_inserted_carries_a_version_its_journal_names(incident, method):
+    """The undo deletes a row only while it is a version the run left: its insert line, or a later fill
+    of the same run (the next metric of the table filling the row), must name the row's xmin exactly."""
+    from recovery_lib.schema import METRIC_TABLES
+
+    report = run_recovery(incident, insert_method=method, progress=False)
+    checked = unnamed = 0
+    with incident.connect() as conn:
+        for t in METRIC_TABLES.values():
+            tag = f" AND m.{t.tag}::text = k.tag" if t.tag else ""
+            n, bad = conn.execute(sa.text(
+                f"SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM recovery_journal o "
+                "WHERE o.run_id = j.run_id AND o.table_name = j.table_name AND o.user_id = j.user_id "
+                "AND o.row_xid = m.xmin::text::bigint AND k.at = ANY(o.keys))) "
+                f"FROM recovery_journal j CROSS JOIN LATERAL unnest(j.keys, j.tags) AS k(at, tag) "
+                f"JOIN {t.sql_name} m ON m.user_id = j.user_id AND m.{t.key} = k.at{tag} "
+                "WHERE j.run_id = :run AND j.action = 'insert' AND j.table_name = :table"),
+                {"run": report.run_id, "table": t.name}).one()
+            checked, unnamed = checked + n, unnamed + bad
+    assert checked == report.to_dict()["rows_inserted_total"] > 0
+    assert unnamed == 0
+
+
 def test_undo_dry_run_changes_nothing_and_predicts_the_undo(incident):
     first = run_recovery(incident, progress=False)
     everything = fingerprint(incident)

@@ -72,7 +72,12 @@ def journaled(t: MetricTable, insert: str, *, merge: bool = True, source: str | 
     inserted = (f"{who}'insert', NULL::text[], array_agg({t.key}), {tags}, min(xid), NULL::bigint[] "
                 "FROM w WHERE ins HAVING count(*) > 0")
     if not merge:
-        return f"WITH w AS ({insert} {returning}), j AS ({head}{inserted}) SELECT count(*), 0 FROM w"
+        # Every row is new and carries the statement's (sub)transaction id: one row gives it, and the
+        # per-row xmax test and xid-to-bigint casts go (0.4-0.6 us of a heart-rate row's 8-9 us).
+        plain = (f"{who}'insert', NULL::text[], array_agg({t.key}), {tags}, "
+                 "(SELECT xmin::text::bigint FROM w LIMIT 1), NULL::bigint[] FROM w HAVING count(*) > 0")
+        return (f"WITH w AS ({insert} RETURNING {t.key}{tag}, xmin), j AS ({head}{plain}) "
+                "SELECT count(*), 0 FROM w")
     # The old version of each updated row: the statement's snapshot does not see its own update.
     gained = ", ".join(f"CASE WHEN o.{c} IS NULL AND w.v_{c} THEN '{c}' END" for c in t.values)
     filled_rows = (
