@@ -15,9 +15,10 @@ discovery must reconcile and leave alone. Measured:
   columns, defaults, identity, primary key and unique index); only the COPY and commit are timed;
 * the naive approach on a 20,000-row subset: one ``INSERT`` statement per row, one commit at the end.
 
-The recovery and its COPY are measured in :data:`ROUNDS` rounds, each on a fresh ``CREATE DATABASE
-... TEMPLATE`` copy of the loaded incident, the COPY in turn after and before the recovery; the
-rates and their ratio are the medians of the rounds, and each round's ratio is shown.
+The recovery and its COPY are measured in :data:`ROUNDS` rounds: the first on the loaded incident,
+the others on fresh ``CREATE DATABASE ... TEMPLATE`` copies of it taken before the first, the COPY
+in turn after and before the recovery; the rates and their ratio are the medians of the rounds,
+and each round's ratio is shown.
 
 Target: recovery at least 0.5x the bare COPY rate.
 """
@@ -41,7 +42,7 @@ TITLE = "Recovery throughput vs bare COPY of the same rows"
 TARGET_RATIO = 0.5
 NAIVE_ROWS = 20_000
 SEED = 20240206
-# Recovery + COPY pairs, each on a fresh copy of the incident: the machine's speed moves by 10-20 %
+# Recovery + COPY pairs, each on the incident as loaded: the machine's speed moves by 10-20 %
 # between two runs a minute apart, so one pair's ratio says little; the median of three says more.
 ROUNDS = 3
 
@@ -59,7 +60,7 @@ def incident_settings(scale: float) -> dict[str, Any]:
 
 @dataclass
 class Round:
-    """One measured pair: a recovery of a fresh copy of the incident, and the bare COPY of its rows."""
+    """One measured pair: a recovery of the incident as loaded, and the bare COPY of its rows."""
 
     seconds: float
     inserted: int
@@ -160,7 +161,8 @@ def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
             "Recovery runs with its defaults (max_concurrent_jobs, batch_size, checksum verification on). The "
             f"baseline COPY gets the same {first.copy_rows:,} rows pre-rendered as text and writes them into "
             f"{len(METRIC_TABLES)} empty tables with the same indexes but no foreign key to users. "
-            f"{len(measured)} rounds, each a recovery of a fresh copy of the incident and a COPY of its rows "
+            f"{len(measured)} rounds, each a recovery of the incident as loaded (round 1) or of a fresh copy of it "
+            "and a COPY of its rows "
             "(in turn before and after it, so that a machine speeding up or slowing down favours neither); "
             "the rates and the ratio are the rounds' medians."
         )
@@ -169,7 +171,7 @@ def run(ctx: Context, *, recovery: bool, dry_run: bool) -> list[BenchResult]:
 
 
 def _keep_incident(ctx: Context, engine: Any) -> str:
-    """A template copy of the loaded incident, for the later rounds (dropped with the server's databases)."""
+    """A template copy of the loaded incident for the later rounds (the caller drops it after them)."""
     from benchmarks.bench_scaling import copy_of
 
     engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the source without sessions
