@@ -8,8 +8,9 @@ as N scheduled workers on N hosts would. Measured per N: wall time from the firs
 the last exit, rows inserted per second, the ratio to one worker, and where the CPU went:
 the workers' own CPU time (``RUSAGE_CHILDREN``) and PostgreSQL's (the CPU time of the server
 processes that served the run, which the postmaster collects when they exit, read from
-``/proc``; an embedded server only). Also one process with 5 threads, for reference: the default
-for a server on another machine (one on this machine gets its cores + 1, as in benchmark 1).
+``/proc``; an embedded server only). Also one process with ``DEFAULT_JOBS`` (5) threads, for
+reference: the default for a server on another machine (one on this machine gets at most its
+cores + 1, as in benchmark 1).
 
 With ``.venv-airflow`` present (``make airflow-setup``), the same incident once more through
 ``tests/airflow_e2e.py``: the DAG with ``AIRFLOW_WORKERS`` mapped recover tasks on the
@@ -33,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks import BenchResult, Context, Server, log
+from recovery_lib.options import DEFAULT_JOBS
 
 NUMBER = 6
 TITLE = "Scaling: 1, 2 and 4 worker processes, and the Airflow fan-out"
@@ -165,9 +167,9 @@ def run(ctx: Context) -> BenchResult:
         result.add(f"{n} worker process{'es' if n > 1 else ''}", rate, "rows/s",
                    f"{m['seconds']:.1f} s, {ratio:.2f}x one worker, {m['busy']} of {n} recovered some; "
                    f"{_cpu_note(m)}")
-    log("bench 6: 1 process, 5 threads (the default for a remote server)")
-    default = _measure(ctx, 1, 5, "t5")
-    result.add("1 process, 5 threads (remote default)", default["rows"] / default["seconds"], "rows/s",
+    log(f"bench 6: 1 process, {DEFAULT_JOBS} threads (the default for a remote server)")
+    default = _measure(ctx, 1, DEFAULT_JOBS, f"t{DEFAULT_JOBS}")
+    result.add(f"1 process, {DEFAULT_JOBS} threads (remote default)", default["rows"] / default["seconds"], "rows/s",
                f"{default['seconds']:.1f} s, {measured[1]['seconds'] / default['seconds']:.2f}x one worker; "
                f"{_cpu_note(default)}")
     base = measured[1]["rows"] / measured[1]["seconds"]
